@@ -1,0 +1,52 @@
+# Operator Console. `make help` lists the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(CURDIR)/$(VENV)/bin/python
+export OPCON_HOME ?= $(CURDIR)/.opcon
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+MLFLOW_HOST ?= 127.0.0.1
+MLFLOW_PORT ?= 5000
+
+.PHONY: help setup data model run mlflow-ui test lint bench clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: requirements.txt pyproject.toml
+	@command -v git >/dev/null || (apt-get update -qq && apt-get install -y -qq git)
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || \
+		(apt-get update -qq && apt-get install -y -qq python3-venv && $(PYTHON) -m venv $(VENV))
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.txt
+	@# the source tree on the venv's path, as an editable install would do
+	$(PY) -c "import site; open(site.getsitepackages()[0] + '/operator-console.pth', 'w').write('$(CURDIR)\\n')"
+	@touch $@
+
+setup: $(VENV)/.installed ## create .venv and install the pinned dependencies
+
+data: setup ## bring the raw data into the workspace (DVC pull or generate), track and push it
+	@$(PY) -m ml.bootstrap
+
+model: setup ## data, then train and register a first champion if there is none
+	@$(PY) -m ml.bootstrap --train
+
+run: model ## set everything up and start the app (MLflow UI on :5000)
+	@echo "MLflow UI       http://$(MLFLOW_HOST):$(MLFLOW_PORT)  (Ctrl-C stops)"
+	@exec $(VENV)/bin/mlflow server --backend-store-uri "sqlite:///$(OPCON_HOME)/mlflow/mlflow.db" \
+		--default-artifact-root "$(OPCON_HOME)/mlflow/artifacts" \
+		--host $(MLFLOW_HOST) --port $(MLFLOW_PORT) --workers 1
+
+test: data ## set up and run the whole test suite
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: setup ## ruff
+	$(VENV)/bin/ruff check .
+
+bench: data ## benchmarks (figures printed side by side)
+	$(PY) bench/pipeline.py
+
+clean: ## remove the virtualenv and the default state dir
+	rm -rf $(VENV) .opcon

@@ -1,0 +1,206 @@
+"""Stage `train`: fit the scikit-learn pipeline, choose the threshold, log everything to MLflow.
+
+One MLflow run per training: params, validation and test metrics, the model (signature, input
+example), data version, git commit, validation result, confusion matrix, model card, and the
+CodeCarbon measurement of the fit.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from importlib.metadata import version as installed_version
+from pathlib import Path
+
+import pandas as pd
+from sklearn.compose import ColumnTransformer
+from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+from ml import cards, config, emissions, tracking
+from ml import params as params_module
+from ml.errors import ParamsError, PipelineError
+from ml.metrics import choose_threshold, classification_metrics, predict_labels
+from ml.params import Params, Train
+from ml.prepare import SPLITS, read_split
+from ml.schema import Schema
+
+ESTIMATOR_CLASSES = {
+    "random_forest": RandomForestClassifier,
+    "hist_gradient_boosting": HistGradientBoostingClassifier,
+    "logistic_regression": LogisticRegression,
+}
+MODEL_REQUIREMENTS = ("scikit-learn", "skops", "pandas", "numpy", "scipy")
+
+
+def make_estimator(train: Train):
+    """The estimator from params, with its hyperparameters checked before any fitting."""
+    from sklearn.utils._param_validation import InvalidParameterError
+
+    kwargs = {**train.estimator_params, "random_state": train.seed,
+              "class_weight": train.class_weight}
+    try:
+        estimator = ESTIMATOR_CLASSES[train.estimator](**kwargs)
+        estimator._validate_params()
+    except (TypeError, InvalidParameterError) as error:
+        raise ParamsError(f"train.hyperparameters.{train.estimator}: {error}") from None
+    return estimator
+
+
+def build_pipeline(schema: Schema, train: Train) -> Pipeline:
+    categories = [f.categories for f in schema.features if f.type == "category"]
+    preprocess = ColumnTransformer([
+        ("numbers", StandardScaler(), schema.numeric),
+        ("categories", OneHotEncoder(categories=categories, handle_unknown="ignore",
+                                     sparse_output=False), schema.categorical),
+    ])
+    return Pipeline([("preprocess", preprocess), ("model", make_estimator(train))])
+
+
+def feature_frame(frame: pd.DataFrame, schema: Schema) -> pd.DataFrame:
+    """The model's input: feature columns only, numbers as float64 (the signature says double)."""
+    features = frame[schema.feature_names].copy()
+    features[schema.numeric] = features[schema.numeric].astype("float64")
+    features[schema.categorical] = features[schema.categorical].astype(str)
+    return features
+
+
+def fit_and_score(parts: dict[str, pd.DataFrame], params: Params):
+    """Fit on train, threshold on validation, metrics on validation and test. No side effects."""
+    schema, target = params.schema, params.schema.target
+    x = {name: feature_frame(parts[name], schema) for name in SPLITS}
+    y = {name: parts[name][target.name].to_numpy() for name in SPLITS}
+    pipeline = build_pipeline(schema, params.train)
+    pipeline.fit(x["train"], y["train"])
+    classes = pipeline.classes_.tolist()
+    proba = {name: pipeline.predict_proba(x[name]) for name in ("validation", "test")}
+    threshold = None
+    if target.is_binary:
+        positive = classes.index(target.positive)
+        threshold = choose_threshold(y["validation"], proba["validation"][:, positive], target,
+                                     params.train.threshold)
+    metrics = {}
+    for name, prefix in (("validation", "val"), ("test", "test")):
+        scores = classification_metrics(y[name], proba[name], classes, threshold, target)
+        metrics.update({f"{prefix}_{k}": v for k, v in scores.items()})
+    test_pred = predict_labels(proba["test"], classes, threshold, target)
+    return pipeline, threshold, metrics, (y["test"], test_pred, classes), x["train"]
+
+
+def _trusted_types(pipeline: Pipeline) -> list[str]:
+    """skops refuses types it does not know; we trust scikit-learn's own, and nothing else."""
+    import skops.io
+
+    untrusted = skops.io.get_untrusted_types(data=skops.io.dumps(pipeline))
+    foreign = [t for t in untrusted if not t.startswith("sklearn.")]
+    if foreign:
+        raise PipelineError(f"the model holds types outside scikit-learn: {foreign}")
+    return untrusted
+
+
+def _confusion_figure(truth, predicted, classes, target):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from sklearn.metrics import ConfusionMatrixDisplay
+
+    display = ConfusionMatrixDisplay.from_predictions(
+        truth, predicted, labels=classes, display_labels=[target.label(c) for c in classes],
+        cmap="Blues", colorbar=False)
+    display.ax_.set_title("Test set")
+    display.figure_.tight_layout()
+    return display.figure_
+
+
+def _flat_params(params: Params) -> dict[str, object]:
+    flat = {"estimator": params.train.estimator, "class_weight": params.train.class_weight,
+            "seed": params.train.seed, "threshold_rule": params.train.threshold.rule,
+            "split_seed": params.split.seed, "test_size": params.split.test_size,
+            "validation_size": params.split.validation_size}
+    flat.update({f"hp_{k}": v for k, v in params.train.estimator_params.items()})
+    return flat
+
+
+def train(project: Path, params: Params) -> dict:
+    """Fit, measure and log one model; return what the evaluate stage needs."""
+    import mlflow
+    import mlflow.sklearn
+    from mlflow.models import infer_signature
+
+    build_pipeline(params.schema, params.train)  # bad params fail here, before any work
+    parts = {name: read_split(project, name) for name in SPLITS}
+    validation = json.loads((project / "data" / "validation.json").read_text())
+    data_version = validation["data_version"]
+    experiment_id = tracking.configure(params.registry.experiment)
+    tags = {"data_version": data_version, "git_commit": tracking.git_commit(),
+            "dataset": params.dataset.name, "estimator": params.train.estimator,
+            "mlflow.source.git.commit": tracking.git_commit()}
+    with mlflow.start_run(experiment_id=experiment_id, tags=tags) as run:
+        mlflow.log_params({**_flat_params(params), "data_version": data_version,
+                           "train_rows": len(parts["train"])})
+        with emissions.track(params.emissions.country_iso_code, params.registry.model_name,
+                             params.emissions.measure_power_secs) as measured:
+            pipeline, threshold, metrics, confusion, x_train = fit_and_score(parts, params)
+        mlflow.log_metrics({**metrics, **measured.as_mlflow_metrics()})
+        mlflow.set_tag("emissions_tracking_mode", measured.mode)
+        if threshold is not None:
+            mlflow.log_metric("threshold", threshold)
+        mlflow.log_dict(validation, "validation.json")
+        mlflow.log_artifact(str(project / "data" / "dataset_card.md"))
+        mlflow.log_figure(_confusion_figure(*confusion, params.schema.target), "confusion_matrix.png")
+        example = x_train.head(5)
+        info = mlflow.sklearn.log_model(
+            pipeline, name="model", input_example=example,
+            signature=infer_signature(example, pipeline.predict_proba(example)),
+            skops_trusted_types=_trusted_types(pipeline),
+            pip_requirements=[f"{d}=={installed_version(d)}" for d in MODEL_REQUIREMENTS],
+            metadata={"threshold": threshold, "classes": confusion[2],
+                      "positive_class": params.schema.target.positive,
+                      "data_version": data_version})
+        summary = {"emissions_kg": measured.emissions_kg, "energy_kwh": measured.energy_kwh,
+                   "duration_s": measured.duration_s, "mode": measured.mode}
+        mlflow.log_text(cards.model_card(params=params, run_id=run.info.run_id,
+                                         data_version=data_version, threshold=threshold,
+                                         metrics=metrics, emissions=summary), "model_card.md")
+        emissions.append(measured, run_id=run.info.run_id, model_name=params.registry.model_name,
+                         country_iso_code=params.emissions.country_iso_code,
+                         estimator=params.train.estimator, rows=len(parts["train"]))
+    return {"run_id": run.info.run_id, "model_uri": info.model_uri, "threshold": threshold,
+            "data_version": data_version, "metrics": metrics, "emissions": summary}
+
+
+def write_outputs(project: Path, result: dict) -> None:
+    (project / "models").mkdir(exist_ok=True)
+    (project / "metrics").mkdir(exist_ok=True)
+    (project / "models" / "train_run.json").write_text(json.dumps(result, indent=2) + "\n")
+    shown = {k: round(v, 6) for k, v in result["metrics"].items() if k.startswith("val_")}
+    # grams and watt-hours: DVC shows five decimals, too few for kilograms of a small fit
+    shown.update(threshold=result["threshold"],
+                 emissions_g_co2eq=result["emissions"]["emissions_kg"] * 1000,
+                 energy_wh=result["emissions"]["energy_kwh"] * 1000)
+    (project / "metrics" / "train.json").write_text(json.dumps(shown, indent=2) + "\n")
+
+
+def main() -> int:
+    config.quiet_third_parties()
+    project = Path.cwd()
+    try:
+        params = params_module.load(project)
+        result = train(project, params)
+    except PipelineError as error:
+        print(error, file=sys.stderr)
+        return 1
+    write_outputs(project, result)
+    metrics = result["metrics"]
+    print(f"run {result['run_id']}: val PR AUC {metrics['val_pr_auc']:.4f}, "
+          f"test PR AUC {metrics['test_pr_auc']:.4f}, threshold {result['threshold']}, "
+          f"{result['emissions']['emissions_kg']:.3g} kg CO2eq")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
+
