@@ -15,7 +15,7 @@ from ml import config, registry
 from ml import params as params_module
 from ml.data import ensure_raw_data
 from ml.errors import PipelineError
-from ml.versioning import repro
+from ml.versioning import push, repro
 
 
 def bootstrap(train: bool) -> list[str]:
@@ -30,6 +30,7 @@ def bootstrap(train: bool) -> list[str]:
         current = registry.champion(name)
         if current is None:
             repro(project, "--force")  # outputs may be up to date in a checkout with a new state dir
+            push(project)
             current = registry.champion(name)
         if current is None:
             raise PipelineError("the pipeline ran but registered no champion: see metrics/evaluate.json")

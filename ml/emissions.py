@@ -42,7 +42,8 @@ def _tracking_mode(tracker) -> str:
 
 
 @contextlib.contextmanager
-def track(country_iso_code: str, project_name: str, measure_power_secs: float = 15):
+def track(country_iso_code: str, project_name: str, measure_power_secs: float = 15,
+          **tracker_options):
     """Measure the block; yields a Measurement filled in when the block ends.
 
     CodeCarbon swallows its own errors and then returns None from stop(): that is an
@@ -55,7 +56,8 @@ def track(country_iso_code: str, project_name: str, measure_power_secs: float = 
     output.mkdir(parents=True, exist_ok=True)
     tracker = OfflineEmissionsTracker(country_iso_code=country_iso_code, output_dir=str(output),
                                       project_name=project_name, log_level="error",
-                                      measure_power_secs=measure_power_secs, save_to_file=True)
+                                      measure_power_secs=measure_power_secs, save_to_file=True,
+                                      **tracker_options)
     measurement = Measurement()
     started = time.perf_counter()
     tracker.start()

@@ -84,6 +84,17 @@ class Registry(_Strict):
 class Emissions(_Strict):
     country_iso_code: str = Field(min_length=3, max_length=3)
     measure_power_secs: float = Field(default=15, gt=0)
+    # passed to CodeCarbon's OfflineEmissionsTracker as they are (e.g. force_cpu_power)
+    tracker_options: dict = {}
+
+    @model_validator(mode="after")
+    def _known_country(self) -> Emissions:
+        import pycountry
+
+        if pycountry.countries.get(alpha_3=self.country_iso_code.upper()) is None:
+            raise ValueError(f"country_iso_code `{self.country_iso_code}` is not an ISO 3166 alpha-3 code")
+        self.country_iso_code = self.country_iso_code.upper()
+        return self
 
 
 class Params(_Strict):

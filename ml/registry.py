@@ -81,7 +81,7 @@ def _now() -> str:
 
 
 def champion(name: str):
-    """The champion ModelVersion, or None."""
+    """The champion ModelVersion (its `version` an int, as MLflow gives it), or None."""
     from mlflow.exceptions import MlflowException
 
     try:
@@ -140,7 +140,7 @@ def promote(name: str, version: str, reason: str = "promoted by hand") -> None:
         mlflow_client.set_model_version_tag(name, version, "promoted_at", _now())
         mlflow_client.set_model_version_tag(name, version, "promotion.reason", reason)
         current = mlflow_client.get_registered_model(name).aliases
-        if current.get(CHALLENGER) == version:
+        if str(current.get(CHALLENGER)) == version:
             mlflow_client.delete_registered_model_alias(name, CHALLENGER)
 
 

@@ -141,7 +141,8 @@ def train(project: Path, params: Params) -> dict:
         mlflow.log_params({**_flat_params(params), "data_version": data_version,
                            "train_rows": len(parts["train"])})
         with emissions.track(params.emissions.country_iso_code, params.registry.model_name,
-                             params.emissions.measure_power_secs) as measured:
+                             params.emissions.measure_power_secs,
+                             **params.emissions.tracker_options) as measured:
             pipeline, threshold, metrics, confusion, x_train = fit_and_score(parts, params)
         mlflow.log_metrics({**metrics, **measured.as_mlflow_metrics()})
         mlflow.set_tag("emissions_tracking_mode", measured.mode)

@@ -142,7 +142,10 @@ def _describe(kind: str, kwargs: dict, result: dict, schema: Schema) -> str:
 def validate_frame(frame: pd.DataFrame, schema: Schema) -> ValidationReport:
     result = _run_suite(frame, schema)
     missing = {c for c in schema.columns if c not in frame.columns}
-    mistyped: set[str] = set()
+    # GE does not keep suite order, so find the wrongly typed columns before reading the rest
+    mistyped = {r.expectation_config.kwargs.get("column") for r in result.results
+                if r.expectation_config.type == "expect_column_values_to_be_in_type_list"
+                and not r.success}
     failures, expectations = [], []
     for item in sorted(result.results, key=lambda r: r.expectation_config.type != "expect_column_to_exist"):
         kind = item.expectation_config.type
@@ -155,8 +158,6 @@ def validate_frame(frame: pd.DataFrame, schema: Schema) -> ValidationReport:
             continue  # reported once, as missing
         if column in mistyped and kind == "expect_column_values_to_be_between":
             continue  # a range means nothing on text
-        if kind == "expect_column_values_to_be_in_type_list":
-            mistyped.add(column)
         message = _describe(kind, kwargs, item.result or {}, schema)
         if message:
             failures.append({"column": column, "expectation": kind, "message": message})

@@ -94,3 +94,8 @@ def pull(project: Path, target: str) -> bool:
 
 def repro(project: Path, *args: str) -> str:
     return dvc("repro", *args, cwd=project)
+
+
+def push(project: Path) -> None:
+    """Every tracked file and stage output to the remote, so a fresh clone can `dvc pull` it all."""
+    dvc("push", cwd=project)
