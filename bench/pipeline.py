@@ -8,7 +8,8 @@ $OPCON_HOME (the project is built like tests/conftest.py `build_project` does):
    time including process start and imports;
 3. in process, on the same prepared split: the bare scikit-learn cost (build_pipeline().fit on
    train + predict_proba on validation and test) against ours, ml.validate.validate_file plus
-   ml.train.train (fit, threshold, metrics, MLflow logging, model save, CodeCarbon).
+   ml.train.train (fit, threshold, metrics, MLflow logging, model save, CodeCarbon), twice: the
+   first call in the process, and the next one (a long-lived worker's steady state).
    overhead = (validate + train - bare) / bare. Heavy imports are paid once, before, and shown apart.
 
     .venv/bin/python bench/pipeline.py                       # 10,000 and 100,000 rows
@@ -24,7 +25,6 @@ import argparse
 import importlib
 import json
 import os
-import shutil
 import sys
 import tempfile
 import time
@@ -63,17 +63,12 @@ def warm_imports() -> float:
 
 
 def build_project(root: Path, rows: int) -> Path:
-    """A DVC project running this repository's stages (ml/ linked in), params.yaml with `rows`."""
-    project = root / "project"
-    project.mkdir(parents=True)
-    os.symlink(REPO / "ml", project / "ml", target_is_directory=True)
-    shutil.copy(REPO / "dvc.yaml", project / "dvc.yaml")
-    (project / ".gitignore").write_text("/data/prepared/\n/models/\n/metrics/\n"
-                                        "/data/validation.json\n/data/dataset_card.md\n")
+    """A DVC project running this repository's stages, params.yaml with `rows` of generated data."""
+    from ml import workspace
+
     raw = yaml.safe_load((REPO / "params.yaml").read_text())
     raw["dataset"]["generator"]["rows"] = rows
-    (project / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
-    return project
+    return workspace.create(root / "project", raw)
 
 
 def time_stages(project: Path, params) -> dict[str, float]:
@@ -105,16 +100,25 @@ def bare_fit_predict(project: Path, params, repeats: int) -> float:
 
 
 def in_process(project: Path, params, rows: int) -> dict[str, float]:
+    """Our validate + train against the bare fit, on the first call in this process and again.
+
+    The first call pays one-off start-up (MLflow's package scan, CodeCarbon's hardware detection,
+    the store connection) that a DVC stage pays once per process; the second is what each further
+    training in a long-lived worker costs.
+    """
     from ml.train import train
     from ml.validate import validate_file
 
     bare = bare_fit_predict(project, params, repeats=2 if rows <= 10_000 else 1)
-    validate_s, report = timed(validate_file, project / params.dataset.raw, params.schema)
-    if not report.success:
-        raise RuntimeError(report.summary())
-    train_s = timed(train, project, params)[0]
-    return {"bare_fit_predict_s": bare, "validate_s": validate_s, "train_s": train_s,
-            "overhead_pct": 100 * (validate_s + train_s - bare) / bare}
+    figures = {"bare_fit_predict_s": bare}
+    for call in ("first", "second"):
+        validate_s, report = timed(validate_file, project / params.dataset.raw, params.schema)
+        if not report.success:
+            raise RuntimeError(report.summary())
+        train_s = timed(train, project, params)[0]
+        figures.update({f"validate_{call}_s": validate_s, f"train_{call}_s": train_s,
+                        f"overhead_{call}_pct": 100 * (validate_s + train_s - bare) / bare})
+    return figures
 
 
 def bench_size(rows: int) -> dict:
@@ -141,19 +145,24 @@ def print_size(result: dict) -> None:
     print(f"{'dvc repro total':<40} {result['dvc_repro_total_s']:8.2f}")
     print(f"{'full pipeline (data + repro)':<40} {result['full_pipeline_s']:8.2f}")
     print(f"{'in process: bare fit+predict':<40} {result['bare_fit_predict_s']:8.2f}")
-    print(f"{'in process: validate_file':<40} {result['validate_s']:8.2f}")
-    print(f"{'in process: train()':<40} {result['train_s']:8.2f}")
-    print(f"tracking/validation/emission overhead over bare fit+predict: {result['overhead_pct']:.0f} %")
+    for call in ("first", "second"):
+        print(f"{'in process: validate_file, ' + call + ' call':<40} {result[f'validate_{call}_s']:8.2f}")
+        print(f"{'in process: train(), ' + call + ' call':<40} {result[f'train_{call}_s']:8.2f}")
+    print("tracking/validation/emission overhead over bare fit+predict: "
+          f"{result['overhead_first_pct']:.0f} % on the first call, "
+          f"{result['overhead_second_pct']:.0f} % on the next")
 
 
 def print_summary(results: list[dict]) -> None:
     print("\n== summary ==")
-    header = ("rows", "dvc repro total s", "bare fit+predict s", "our train() s", "validate s",
-              "overhead %")
+    header = ("rows", "dvc repro total s", "bare fit+predict s", "validate+train() s (1st/next)",
+              "overhead % (1st/next)")
     print(" | ".join(header))
     for r in results:
+        ours = [r[f"validate_{c}_s"] + r[f"train_{c}_s"] for c in ("first", "second")]
         cells = (f"{r['rows']:,}", f"{r['dvc_repro_total_s']:.2f}", f"{r['bare_fit_predict_s']:.2f}",
-                 f"{r['train_s']:.2f}", f"{r['validate_s']:.2f}", f"{r['overhead_pct']:.0f}")
+                 f"{ours[0]:.2f} / {ours[1]:.2f}",
+                 f"{r['overhead_first_pct']:.0f} / {r['overhead_second_pct']:.0f}")
         print(" | ".join(cell.rjust(len(title)) for cell, title in zip(cells, header, strict=True)))
     by_rows = {r["rows"]: r for r in results}
     if 10_000 in by_rows:
@@ -161,9 +170,11 @@ def print_summary(results: list[dict]) -> None:
         verdict = "PASS" if seconds < GOAL_10K_PIPELINE_S else "MISS"
         print(f"goal: 10k full pipeline < {GOAL_10K_PIPELINE_S:.0f} s: {seconds:.1f} s {verdict}")
     if 100_000 in by_rows:
-        pct = by_rows[100_000]["overhead_pct"]
-        verdict = "PASS" if pct < GOAL_100K_OVERHEAD_PCT else "MISS"
-        print(f"goal: overhead at 100k < {GOAL_100K_OVERHEAD_PCT:.0f} %: {pct:.0f} % {verdict}")
+        for call in ("first", "second"):
+            pct = by_rows[100_000][f"overhead_{call}_pct"]
+            verdict = "PASS" if pct < GOAL_100K_OVERHEAD_PCT else "MISS"
+            print(f"goal: overhead at 100k < {GOAL_100K_OVERHEAD_PCT:.0f} % ({call} call in a process): "
+                  f"{pct:.0f} % {verdict}")
 
 
 def main() -> int:

@@ -41,23 +41,27 @@ def _tracking_mode(tracker) -> str:
     return f"{'measured' if measured else 'estimated'} ({', '.join(modes) or 'no hardware found'})"
 
 
-@contextlib.contextmanager
-def track(country_iso_code: str, project_name: str, measure_power_secs: float = 15,
-          **tracker_options):
-    """Measure the block; yields a Measurement filled in when the block ends.
-
-    CodeCarbon swallows its own errors and then returns None from stop(): that is an
-    EmissionsError here, never zero emissions.
-    """
+def new_tracker(country_iso_code: str, project_name: str, measure_power_secs: float = 15,
+                **tracker_options):
+    """CodeCarbon's offline tracker. Building it detects the hardware, which takes about a second."""
     from codecarbon import OfflineEmissionsTracker
 
     logging.getLogger("codecarbon").setLevel(logging.ERROR)
     output = config.emissions_dir() / "codecarbon"
     output.mkdir(parents=True, exist_ok=True)
-    tracker = OfflineEmissionsTracker(country_iso_code=country_iso_code, output_dir=str(output),
-                                      project_name=project_name, log_level="error",
-                                      measure_power_secs=measure_power_secs, save_to_file=True,
-                                      **tracker_options)
+    return OfflineEmissionsTracker(country_iso_code=country_iso_code, output_dir=str(output),
+                                   project_name=project_name, log_level="error",
+                                   measure_power_secs=measure_power_secs, save_to_file=True,
+                                   **tracker_options)
+
+
+@contextlib.contextmanager
+def track(tracker):
+    """Measure the block; yields a Measurement filled in when the block ends.
+
+    CodeCarbon swallows its own errors and then returns None from stop(): that is an
+    EmissionsError here, never zero emissions.
+    """
     measurement = Measurement()
     started = time.perf_counter()
     tracker.start()

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import json
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from importlib.metadata import version as installed_version
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
@@ -86,14 +88,26 @@ def fit_and_score(parts: dict[str, pd.DataFrame], params: Params):
         scores = classification_metrics(y[name], proba[name], classes, threshold, target)
         metrics.update({f"{prefix}_{k}": v for k, v in scores.items()})
     test_pred = predict_labels(proba["test"], classes, threshold, target)
-    return pipeline, threshold, metrics, (y["test"], test_pred, classes), x["train"]
+    return pipeline, threshold, metrics, (y["test"], test_pred, classes), (x["train"], y["train"])
 
 
-def _trusted_types(pipeline: Pipeline) -> list[str]:
-    """skops refuses types it does not know; we trust scikit-learn's own, and nothing else."""
+def _trusted_types(pipeline: Pipeline, x: pd.DataFrame, y: np.ndarray) -> list[str]:
+    """The types skops must be told to trust: scikit-learn's own, and nothing else.
+
+    Which types a pipeline holds depends on its classes, not on its size, so they are read off a
+    copy fitted on a few rows per class: dumping the real model once more would cost seconds.
+    """
     import skops.io
+    from sklearn.base import clone
 
-    untrusted = skops.io.get_untrusted_types(data=skops.io.dumps(pipeline))
+    small = clone(pipeline)
+    if "n_estimators" in small[-1].get_params():
+        small[-1].set_params(n_estimators=2)
+    elif isinstance(small[-1], HistGradientBoostingClassifier):
+        small[-1].set_params(max_iter=2)
+    rows = np.concatenate([np.flatnonzero(y == label)[:5] for label in np.unique(y)])
+    small.fit(x.iloc[rows], y[rows])
+    untrusted = skops.io.get_untrusted_types(data=skops.io.dumps(small))
     foreign = [t for t in untrusted if not t.startswith("sklearn.")]
     if foreign:
         raise PipelineError(f"the model holds types outside scikit-learn: {foreign}")
@@ -130,20 +144,24 @@ def train(project: Path, params: Params) -> dict:
     from mlflow.models import infer_signature
 
     build_pipeline(params.schema, params.train)  # bad params fail here, before any work
-    parts = {name: read_split(project, name) for name in SPLITS}
-    validation = json.loads((project / "data" / "validation.json").read_text())
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        # CodeCarbon's hardware detection overlaps the data reads and the MLflow connection
+        pending_tracker = pool.submit(emissions.new_tracker, params.emissions.country_iso_code,
+                                      params.registry.model_name, params.emissions.measure_power_secs,
+                                      **params.emissions.tracker_options)
+        parts = {name: read_split(project, name) for name in SPLITS}
+        validation = json.loads((project / "data" / "validation.json").read_text())
+        experiment_id = tracking.configure(params.registry.experiment)
+        tracker = pending_tracker.result()
     data_version = validation["data_version"]
-    experiment_id = tracking.configure(params.registry.experiment)
-    tags = {"data_version": data_version, "git_commit": tracking.git_commit(),
-            "dataset": params.dataset.name, "estimator": params.train.estimator,
-            "mlflow.source.git.commit": tracking.git_commit()}
+    commit = tracking.git_commit()
+    tags = {"data_version": data_version, "git_commit": commit, "dataset": params.dataset.name,
+            "estimator": params.train.estimator, "mlflow.source.git.commit": commit}
     with mlflow.start_run(experiment_id=experiment_id, tags=tags) as run:
         mlflow.log_params({**_flat_params(params), "data_version": data_version,
                            "train_rows": len(parts["train"])})
-        with emissions.track(params.emissions.country_iso_code, params.registry.model_name,
-                             params.emissions.measure_power_secs,
-                             **params.emissions.tracker_options) as measured:
-            pipeline, threshold, metrics, confusion, x_train = fit_and_score(parts, params)
+        with emissions.track(tracker) as measured:
+            pipeline, threshold, metrics, confusion, (x_train, y_train) = fit_and_score(parts, params)
         mlflow.log_metrics({**metrics, **measured.as_mlflow_metrics()})
         mlflow.set_tag("emissions_tracking_mode", measured.mode)
         if threshold is not None:
@@ -155,7 +173,7 @@ def train(project: Path, params: Params) -> dict:
         info = mlflow.sklearn.log_model(
             pipeline, name="model", input_example=example,
             signature=infer_signature(example, pipeline.predict_proba(example)),
-            skops_trusted_types=_trusted_types(pipeline),
+            skops_trusted_types=_trusted_types(pipeline, x_train, y_train),
             pip_requirements=[f"{d}=={installed_version(d)}" for d in MODEL_REQUIREMENTS],
             metadata={"threshold": threshold, "classes": confusion[2],
                       "positive_class": params.schema.target.positive,

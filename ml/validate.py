@@ -97,7 +97,7 @@ def _run_suite(frame: pd.DataFrame, schema: Schema):
              .add_dataframe_asset("raw")
              .add_batch_definition_whole_dataframe("all")
              .get_batch(batch_parameters={"dataframe": frame}))
-    return batch.validate(suite, result_format="SUMMARY")
+    return batch.validate(suite, result_format="BASIC")
 
 
 def _examples(result: dict) -> str:

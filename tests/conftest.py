@@ -6,14 +6,13 @@ import copy
 import dataclasses
 import json
 import os
-import shutil
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
 
-from ml import config
+from ml import config, workspace
 from ml import params as params_module
 from ml.data import ensure_raw_data
 from ml.params import Params
@@ -86,17 +85,11 @@ def state_dir(tmp_path, monkeypatch) -> Path:
 def build_project(root: Path, params_changes: dict | None = None, rows: int = 2000,
                   raw: pd.DataFrame | None = None) -> Project:
     """Make a project under `root` (OPCON_HOME must already point at its state dir)."""
-    path = root / "project"
-    path.mkdir(parents=True)
-    os.symlink(REPO / "ml", path / "ml", target_is_directory=True)
-    shutil.copy(REPO / "dvc.yaml", path / "dvc.yaml")
-    (path / ".gitignore").write_text("/data/prepared/\n/models/\n/metrics/\n/data/validation.json\n"
-                                     "/data/dataset_card.md\n")
     base = merged(repo_params(), {"dataset": {"generator": {"rows": rows, "seed": 7}},
                                   "emissions": {"measure_power_secs": 1}})
     raw_params = merged(base, params_changes or {})
+    path = workspace.create(root / "project", raw_params)
     project = Project(path, Path(os.environ["OPCON_HOME"]))
-    project.write_params(raw_params)
     if raw is not None:
         target = path / raw_params["dataset"]["raw"]
         target.parent.mkdir(parents=True, exist_ok=True)
