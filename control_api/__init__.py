@@ -1,0 +1,56 @@
+"""The control API: `create_app(config)` builds a Flask app; nothing happens at import.
+
+    gunicorn -c control_api/gunicorn_conf.py 'control_api:create_app()'
+"""
+
+from __future__ import annotations
+
+from flask import redirect
+
+
+def create_app(config: dict | None = None):
+    """config: Settings overrides (state_dir, project_dir, api_token, ...) and `testing`."""
+    from flask_openapi3 import Info, OpenAPI
+
+    from control_api import auth, errors
+    from control_api import settings as settings_module
+    from control_api.errors import pydantic_details
+    from control_api.routes import health, jobs, models, predict, schema
+    from control_api.services import Services
+
+    config = dict(config or {})
+    settings = settings_module.from_env(**config)
+    services = Services.build(settings)
+
+    def validation_error(error):
+        from flask import jsonify, make_response
+
+        body = {"error": "invalid input", "details": pydantic_details(error.errors())}
+        return make_response(jsonify(body), 422)
+
+    app = OpenAPI(
+        __name__,
+        info=Info(title="Operator Console control API", version="1"),
+        security_schemes={"bearer": {"type": "http", "scheme": "bearer"}},
+        validation_error_callback=validation_error,
+        doc_prefix="/docs", doc_url="/openapi.json",
+    )
+    app.config.update(MAX_CONTENT_LENGTH=settings.max_upload_bytes, TESTING=settings.testing,
+                      JSON_SORT_KEYS=False)
+    app.extensions["opcon"] = services
+    errors.register(app)
+    auth.register(app, settings.api_token)
+    for module in (health, schema, predict, models, jobs):
+        app.register_api(module.blueprint(services))
+
+    @app.get("/openapi.json", doc_ui=False)
+    def openapi_json():
+        return app.api_doc
+
+    @app.get("/docs", doc_ui=False)
+    def docs():
+        return redirect("/docs/swagger")
+
+    if not settings.testing:
+        services.champion.start()
+    return app

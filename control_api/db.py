@@ -1,0 +1,72 @@
+"""The API's own records (jobs, data versions, feedback): SQLite by default, PostgreSQL by URL."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy import event
+
+metadata = sa.MetaData()
+
+jobs = sa.Table(
+    "jobs", metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("kind", sa.String(32), nullable=False, index=True),
+    sa.Column("status", sa.String(16), nullable=False, index=True),
+    sa.Column("params", sa.JSON, nullable=False),
+    sa.Column("reason", sa.Text, nullable=False, default=""),
+    sa.Column("step", sa.String(64), nullable=True),
+    sa.Column("progress", sa.Float, nullable=False, default=0.0),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, index=True),
+    sa.Column("started_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("heartbeat_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("worker", sa.String(128), nullable=True),
+    sa.Column("cancel_requested", sa.Boolean, nullable=False, default=False),
+    sa.Column("error", sa.Text, nullable=True),
+    sa.Column("result", sa.JSON, nullable=True),
+    sa.Column("log", sa.Text, nullable=False, default=""),
+)
+
+# one row per kind while a job of that kind is queued or running: the single-flight guard
+job_locks = sa.Table(
+    "job_locks", metadata,
+    sa.Column("kind", sa.String(32), primary_key=True),
+    sa.Column("job_id", sa.String(36), nullable=False),
+)
+
+data_versions = sa.Table(
+    "data_versions", metadata,
+    sa.Column("md5", sa.String(32), primary_key=True),
+    sa.Column("path", sa.Text, nullable=False),
+    sa.Column("rows", sa.Integer, nullable=False),
+    sa.Column("class_balance", sa.JSON, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("validation", sa.JSON, nullable=False),
+    sa.Column("source", sa.Text, nullable=False),
+    sa.Column("pointer", sa.Text, nullable=False),
+)
+
+feedback = sa.Table(
+    "feedback", metadata,
+    sa.Column("request_id", sa.String(36), primary_key=True),
+    sa.Column("row", sa.Integer, primary_key=True),
+    sa.Column("label", sa.JSON, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+
+def _sqlite_pragmas(connection, _record) -> None:
+    cursor = connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def connect(url: str) -> sa.Engine:
+    """An engine with the tables created; SQLite in WAL mode so readers never wait on the worker."""
+    engine = sa.create_engine(url, pool_pre_ping=not url.startswith("sqlite"))
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+    metadata.create_all(engine)
+    return engine

@@ -1,0 +1,1 @@
+"""Background jobs: huey carries the work, our job records carry the truth (status, steps, logs)."""

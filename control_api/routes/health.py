@@ -1,0 +1,39 @@
+"""Liveness and readiness (no token needed)."""
+
+from __future__ import annotations
+
+from flask import jsonify
+from flask_openapi3 import APIBlueprint, Tag
+
+from control_api.jobs.queue import reachable
+from control_api.models import Health, Ready
+
+TAG = Tag(name="health", description="Liveness and readiness probes")
+
+
+def blueprint(services) -> APIBlueprint:
+    bp = APIBlueprint("health", __name__, abp_tags=[TAG])
+
+    @bp.get("/health", responses={200: Health}, security=[])
+    def health():
+        """The process answers."""
+        return {"status": "ok"}
+
+    @bp.get("/ready", responses={200: Ready, 503: Ready}, security=[])
+    def ready():
+        """200 only when a champion is loaded and the job queue is reachable."""
+        reasons = []
+        champion = services.champion.current
+        if champion is None:
+            services.champion.refresh()
+            champion = services.champion.current
+        if champion is None:
+            reasons.append(services.champion.last_error or "no champion loaded")
+        queue_ok, queue_state = reachable(services.jobs.queue)
+        if not queue_ok:
+            reasons.append(queue_state)
+        body = {"ready": not reasons, "queue": queue_state, "reasons": reasons,
+                "champion": f"{champion.name} version {champion.version}" if champion else None}
+        return jsonify(body), 200 if not reasons else 503
+
+    return bp

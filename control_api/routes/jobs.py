@@ -1,0 +1,62 @@
+"""Background jobs: start, follow, list, cancel."""
+
+from __future__ import annotations
+
+from flask import jsonify
+from flask_openapi3 import APIBlueprint, Tag
+
+from control_api.errors import APIError
+from control_api.models import ErrorBody, JobKind, JobOut, JobPage, JobPath, JobQuery, JobRef
+
+TAG = Tag(name="jobs", description="Retrain, data pull and validation running in the background")
+LOG_TAIL = 4_000
+
+
+def present(job: dict) -> dict:
+    shown = {k: v for k, v in job.items() if k not in ("log", "heartbeat_at", "worker")}
+    shown["log_tail"] = (job.get("log") or "")[-LOG_TAIL:]
+    shown["params"] = job.get("params") or {}
+    return shown
+
+
+def blueprint(services) -> APIBlueprint:
+    bp = APIBlueprint("jobs", __name__, url_prefix="/api/v1", abp_tags=[TAG],
+                      abp_responses={401: ErrorBody})
+    store = services.jobs
+
+    def found(job_id: str) -> dict:
+        job = store.get(job_id)
+        if job is None:
+            raise APIError(404, f"no job `{job_id}`", [{"field": "job_id", "problem": "unknown"}])
+        return job
+
+    @bp.post("/jobs", responses={202: JobOut, 409: JobRef, 422: ErrorBody})
+    def start(body: JobKind):
+        """Start a job. While one of the same kind is queued or running, answers 409 with it."""
+        job, created = store.submit(body.kind, body.params, body.reason)
+        if not created:
+            return jsonify({"error": f"a {body.kind} job is already {job['status']}",
+                            "details": [], "job": present(job)}), 409
+        return jsonify(present(job)), 202
+
+    @bp.get("/jobs", responses={200: JobPage, 422: ErrorBody})
+    def list_jobs(query: JobQuery):
+        """Jobs, newest first, filtered by kind and status."""
+        items, total = store.list(query.kind, query.status, query.limit, query.offset)
+        return {"items": [present(j) for j in items], "total": total, "limit": query.limit,
+                "offset": query.offset}
+
+    @bp.get("/jobs/<job_id>", responses={200: JobOut, 404: ErrorBody})
+    def get_job(path: JobPath):
+        """Status, current step, progress, timestamps, log tail and result of one job."""
+        return present(found(path.job_id))
+
+    @bp.post("/jobs/<job_id>/cancel", responses={200: JobOut, 404: ErrorBody, 409: ErrorBody})
+    def cancel(path: JobPath):
+        """Cancel a queued job now, a running one at its next step boundary."""
+        job = found(path.job_id)
+        if job["status"] not in ("queued", "running"):
+            raise APIError(409, f"job is {job['status']}: nothing to cancel")
+        return present(store.cancel(path.job_id))
+
+    return bp

@@ -1,0 +1,79 @@
+"""The model registry: versions with their evidence, promotion and rollback."""
+
+from __future__ import annotations
+
+from flask_openapi3 import APIBlueprint, Tag
+
+from control_api.errors import APIError
+from control_api.models import ErrorBody, ModelList, PromoteBody, PromoteOut, VersionPath
+from ml import registry
+from ml.errors import RegistryError
+
+TAG = Tag(name="models", description="Registered model versions, promotion, rollback")
+
+
+def _float(value) -> float | None:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def describe_version(version, runs, aliases: dict[str, str]) -> dict:
+    run = runs.get(version.run_id)
+    tags = version.tags
+    return {
+        "version": str(version.version),
+        "aliases": sorted(a for a, v in aliases.items() if str(v) == str(version.version)),
+        "created": version.creation_timestamp / 1000,
+        "run_id": version.run_id,
+        "data_version": tags.get("data_version"),
+        "metrics": dict(run.data.metrics) if run else {},
+        "emissions_kg_co2eq": _float(tags.get("emissions_kg_co2eq")),
+        "threshold": _float(tags.get("threshold")),
+        "promotion": {k.split(".", 1)[1]: v for k, v in tags.items() if k.startswith("promotion.")},
+        "onnx": tags.get("onnx"),
+    }
+
+
+def blueprint(services) -> APIBlueprint:
+    bp = APIBlueprint("models", __name__, url_prefix="/api/v1", abp_tags=[TAG],
+                      abp_responses={401: ErrorBody})
+    name = services.params.registry.model_name
+
+    @bp.get("/models", responses={200: ModelList})
+    def list_models():
+        """Registered versions, newest first, with aliases, metrics, data version and decision."""
+        client = registry.client()
+        versions = registry.versions(name)
+        runs = {}
+        for version in versions:
+            if version.run_id and version.run_id not in runs:
+                runs[version.run_id] = client.get_run(version.run_id)
+        aliases = client.get_registered_model(name).aliases if versions else {}
+        champion = aliases.get(registry.CHAMPION)
+        return {"name": name, "champion": None if champion is None else str(champion),
+                "versions": [describe_version(v, runs, aliases) for v in versions]}
+
+    @bp.post("/models/<int:version>/promote", responses={200: PromoteOut, 404: ErrorBody})
+    def promote(path: VersionPath, body: PromoteBody):
+        """Make this version the champion; every API worker serves it within seconds."""
+        try:
+            registry.promote(name, str(path.version), body.reason)
+        except RegistryError as error:
+            raise APIError(404, str(error),
+                           [{"field": "version", "problem": "no such version"}]) from None
+        services.champion.refresh()
+        return {"name": name, "champion": str(path.version)}
+
+    @bp.post("/models/rollback", responses={200: PromoteOut, 409: ErrorBody})
+    def rollback():
+        """Bring the previous champion back."""
+        try:
+            restored = registry.rollback(name)
+        except RegistryError as error:
+            raise APIError(409, str(error)) from None
+        services.champion.refresh()
+        return {"name": name, "champion": restored}
+
+    return bp

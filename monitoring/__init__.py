@@ -1,0 +1,1 @@
+"""Monitoring: the prediction log, drift and Prometheus metrics. May import `ml`, nothing else here."""
