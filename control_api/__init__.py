@@ -12,10 +12,10 @@ def create_app(config: dict | None = None):
     """config: Settings overrides (state_dir, project_dir, api_token, ...) and `testing`."""
     from flask_openapi3 import Info, OpenAPI
 
-    from control_api import auth, errors
+    from control_api import auth, errors, metrics
     from control_api import settings as settings_module
     from control_api.errors import pydantic_details
-    from control_api.routes import health, jobs, models, predict, schema
+    from control_api.routes import datasets, feedback, health, jobs, models, predict, schema
     from control_api.services import Services
 
     config = dict(config or {})
@@ -40,7 +40,8 @@ def create_app(config: dict | None = None):
     app.extensions["opcon"] = services
     errors.register(app)
     auth.register(app, settings.api_token)
-    for module in (health, schema, predict, models, jobs):
+    services.metrics = metrics.register(app, settings.testing)
+    for module in (health, schema, predict, models, datasets, feedback, jobs):
         app.register_api(module.blueprint(services))
 
     @app.get("/openapi.json", doc_ui=False)

@@ -159,3 +159,34 @@ class JobPage(BaseModel):
     total: int
     limit: int
     offset: int
+
+
+class DataVersionOut(BaseModel):
+    md5: str
+    path: str
+    rows: int
+    class_balance: dict[str, float]
+    created_at: datetime
+    validation: dict[str, Any]
+    source: str
+
+
+class DataVersionList(BaseModel):
+    current: str | None
+    versions: list[DataVersionOut]
+
+
+class FeedbackItem(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    request_id: str = Field(min_length=1, max_length=64)
+    row: int = Field(0, ge=0)
+    label: int | str | bool
+
+
+class FeedbackBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    items: list[FeedbackItem] = Field(min_length=1, max_length=10_000)
+
+
+class FeedbackOut(BaseModel):
+    accepted: int

@@ -22,6 +22,7 @@ class Services:
     predictions: PredictionLog
     engine: sa.Engine
     jobs: object  # control_api.jobs.records.JobStore
+    metrics: object = None  # monitoring.metrics.ServiceMetrics, set by create_app
 
     @classmethod
     def build(cls, settings: Settings) -> Services:

@@ -3,6 +3,7 @@
 
 
 import io
+import time
 import uuid
 
 import numpy as np
@@ -68,8 +69,10 @@ def blueprint(services) -> APIBlueprint:
         served = services.champion.get()  # one model for the whole request
         records = body.records
         columns = {name: np.array([getattr(r, name) for r in records]) for name in names}
+        started = time.perf_counter()
         proba, path = served.predict_proba(columns, len(records))
         outputs = _outputs(served, proba)
+        services.metrics.observe(served.version, path, outputs["label"], time.perf_counter() - started)
         predictions = _prediction_dicts(served, outputs)
         request_id = str(uuid.uuid4())
         log.append(request_id, served.version, path,
@@ -91,8 +94,10 @@ def blueprint(services) -> APIBlueprint:
         if problems:
             raise invalid(problems, "the CSV has invalid rows or columns")
         served = services.champion.get()
+        started = time.perf_counter()
         proba, path = served.predict_proba(columns, len(frame))
         outputs = _outputs(served, proba)
+        services.metrics.observe(served.version, path, outputs["label"], time.perf_counter() - started)
         request_id = str(uuid.uuid4())
         scored = frame.assign(**{f"prediction_{k}" if k in ("label", "label_text") else k: v
                                  for k, v in outputs.items()})
