@@ -9,6 +9,11 @@ export OPCON_HOME ?= $(CURDIR)/.opcon
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 MLFLOW_HOST ?= 127.0.0.1
 MLFLOW_PORT ?= 5000
+export API_HOST ?= 127.0.0.1
+export API_PORT ?= 8000
+export API_WORKERS ?= 2
+JOB_WORKERS ?= 1
+LOGS := $(OPCON_HOME)/logs
 
 .PHONY: help setup data model run mlflow-ui test lint bench clean
 
@@ -33,11 +38,23 @@ data: setup ## bring the raw data into the workspace (DVC pull or generate), tra
 model: setup ## data, then train and register a first champion if there is none
 	@$(PY) -m ml.bootstrap --train
 
-run: model ## set everything up and start the app (MLflow UI on :5000)
-	@echo "MLflow UI       http://$(MLFLOW_HOST):$(MLFLOW_PORT)  (Ctrl-C stops)"
-	@exec $(VENV)/bin/mlflow server --backend-store-uri "sqlite:///$(OPCON_HOME)/mlflow/mlflow.db" \
+run: model ## set everything up and start MLflow UI (:5000), the API (:8000) and a job worker
+	@mkdir -p $(LOGS)
+	@$(PY) -c "from control_api.settings import ensure_token, token_path; from ml.config import state_dir; \
+		ensure_token(state_dir()); print('API token      ', token_path(state_dir()), '(or set OPCON_API_TOKEN)')"
+	@trap 'kill 0' INT TERM EXIT; \
+	$(VENV)/bin/mlflow server --backend-store-uri "sqlite:///$(OPCON_HOME)/mlflow/mlflow.db" \
 		--default-artifact-root "$(OPCON_HOME)/mlflow/artifacts" \
-		--host $(MLFLOW_HOST) --port $(MLFLOW_PORT) --workers 1
+		--host $(MLFLOW_HOST) --port $(MLFLOW_PORT) --workers 1 > $(LOGS)/mlflow.log 2>&1 & \
+	PROMETHEUS_MULTIPROC_DIR=$(OPCON_HOME)/prometheus $(VENV)/bin/gunicorn -c control_api/gunicorn_conf.py \
+		'control_api:create_app()' > $(LOGS)/api.log 2>&1 & \
+	$(PY) -m control_api.jobs.worker --workers $(JOB_WORKERS) > $(LOGS)/worker.log 2>&1 & \
+	for i in $$(seq 1 120); do curl -fs -o /dev/null http://$(API_HOST):$(API_PORT)/ready && \
+		curl -fs -o /dev/null http://$(MLFLOW_HOST):$(MLFLOW_PORT)/health && break; sleep 1; done; \
+	echo "MLflow UI       http://$(MLFLOW_HOST):$(MLFLOW_PORT)"; \
+	echo "control API     http://$(API_HOST):$(API_PORT)  (docs: /docs, ready: /ready)"; \
+	echo "job worker      $(JOB_WORKERS) thread(s); logs in $(LOGS)   (Ctrl-C stops everything)"; \
+	wait
 
 test: data ## set up and run the whole test suite
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -5,7 +5,22 @@
 
 from __future__ import annotations
 
+from datetime import date, datetime
+
 from flask import redirect
+from flask.json.provider import DefaultJSONProvider
+
+
+class IsoJSONProvider(DefaultJSONProvider):
+    """Dates as ISO 8601 (what the OpenAPI spec says), not Flask's HTTP-date default."""
+
+    sort_keys = False
+
+    @staticmethod
+    def default(value):
+        if isinstance(value, date | datetime):
+            return value.isoformat()
+        return DefaultJSONProvider.default(value)
 
 
 def create_app(config: dict | None = None):
@@ -35,8 +50,8 @@ def create_app(config: dict | None = None):
         validation_error_callback=validation_error,
         doc_prefix="/docs", doc_url="/openapi.json",
     )
-    app.config.update(MAX_CONTENT_LENGTH=settings.max_upload_bytes, TESTING=settings.testing,
-                      JSON_SORT_KEYS=False)
+    app.json = IsoJSONProvider(app)
+    app.config.update(MAX_CONTENT_LENGTH=settings.max_upload_bytes, TESTING=settings.testing)
     app.extensions["opcon"] = services
     errors.register(app)
     auth.register(app, settings.api_token)

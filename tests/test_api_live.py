@@ -1,0 +1,157 @@
+"""The API under gunicorn with real job workers: retrain end to end, single flight, kill -9,
+promotion while requests run, and the prediction log's durability."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from collections import Counter
+
+import pytest
+
+from ml import registry
+from ml.generate import generate
+from ml.versioning import file_md5, pointer_version
+from tests.conftest import build_project
+from tests.live import Services
+
+pytestmark = pytest.mark.live
+
+
+def typical_record(schema) -> dict:
+    return {f.name: (f.typical if f.type == "category" else float(f.typical)) for f in schema.features}
+
+
+@pytest.fixture(scope="module")
+def live(module_state):
+    project = build_project(module_state, rows=2000)
+    project.dvc("repro")
+    project.git_commit("first model")
+    services = Services(project.path, project.state)
+    services.start_api()
+    services.start_worker()
+    services.wait_ready()
+    services.project = project
+    services.record = typical_record(project.params.schema)
+    yield services
+    services.stop()
+
+
+def predict_version(live) -> str:
+    response = live.post("/api/v1/predict", json={"records": [live.record]})
+    assert response.status_code == 200, response.text
+    return response.json()["model"]["version"]
+
+
+def test_ready_names_the_champion(live):
+    body = live.get("/ready").json()
+    assert body["ready"] is True and body["champion"].endswith("version 1")
+
+
+def test_an_answered_prediction_survives_kill_9_of_its_worker(live):
+    response = live.post("/api/v1/predict", json={"records": [live.record] * 3})
+    request_id = response.json()["request_id"]
+    for pid in live.api_worker_pids():
+        os.kill(pid, signal.SIGKILL)  # right after the answer, every API worker dies
+    from monitoring.prediction_log import PredictionLog
+
+    logged = PredictionLog(live.project.state / "predictions").find(request_id)
+    assert sorted(logged["row"]) == [0, 1, 2]
+    live.wait_ready()  # gunicorn replaces its workers
+
+
+def test_upload_then_retrain_serves_the_new_champion(live):
+    project = live.project
+    next_id = int(project.params.dataset.generator.rows) + 1
+    batch = generate(1000, 99, first_id=next_id).to_csv(index=False).encode()
+    uploaded = live.post("/api/v1/datasets", files={"file": ("batch.csv", batch, "text/csv")})
+    assert uploaded.status_code == 201, uploaded.text
+    assert uploaded.json()["md5"] == file_md5(project.raw) == pointer_version(project.raw)
+
+    started = live.post("/api/v1/jobs", json={"kind": "retrain", "reason": "new data"})
+    assert started.status_code == 202, started.text
+    again = live.post("/api/v1/jobs", json={"kind": "retrain"})
+    assert again.status_code == 409 and again.json()["job"]["id"] == started.json()["id"]
+
+    job = live.wait_job(started.json()["id"])
+    assert job["status"] == "succeeded", job["log_tail"]
+    assert job["progress"] == 1.0 and job["result"]["model_version"] == "2"
+    assert job["result"]["data_version"] == uploaded.json()["md5"]
+    assert "== train" in job["log_tail"] or "== push" in job["log_tail"]
+    if not job["result"]["promoted"]:
+        assert live.post("/api/v1/models/2/promote", json={"reason": "test"}).status_code == 200
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and {predict_version(live) for _ in range(6)} != {"2"}:
+        time.sleep(0.5)
+    assert {predict_version(live) for _ in range(6)} == {"2"}  # every worker switched
+
+
+def test_promotion_while_requests_run_never_fails_or_mixes(live):
+    seen: Counter = Counter()
+    failures: list[str] = []
+    stop = threading.Event()
+
+    def hammer():
+        while not stop.is_set():
+            response = live.post("/api/v1/predict", json={"records": [live.record] * 5})
+            if response.status_code != 200:
+                failures.append(response.text)
+                continue
+            seen[response.json()["model"]["version"]] += 1
+
+    threads = [threading.Thread(target=hammer) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    try:
+        time.sleep(1)
+        assert live.post("/api/v1/models/rollback").status_code == 200
+        time.sleep(3)
+        assert live.post("/api/v1/models/2/promote", json={}).status_code == 200
+        time.sleep(3)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+    assert failures == []
+    assert set(seen) == {"1", "2"} and seen["1"] > 0 and seen["2"] > 0
+
+
+def test_a_worker_killed_mid_job_leaves_everything_consistent(live):
+    project = live.project
+    name = project.params.registry.model_name
+    champion_before = str(registry.champion(name).version)
+    versions_before = len(registry.versions(name))
+    data_before = file_md5(project.raw)
+
+    job_id = live.post("/api/v1/jobs", json={"kind": "retrain"}).json()["id"]
+    running = live.wait_job(job_id, until=("running",))
+    deadline = time.monotonic() + 60
+    while running["step"] not in ("validate", "train") and time.monotonic() < deadline:
+        time.sleep(0.2)
+        running = live.get(f"/api/v1/jobs/{job_id}").json()
+    worker = live.workers[-1]
+    os.killpg(worker.pid, signal.SIGKILL)  # the worker and the DVC stage it runs
+    worker.wait()
+
+    live.start_worker()
+    job = live.wait_job(job_id, timeout=60)
+    assert job["status"] == "interrupted" and "stopped" in job["error"]
+    assert str(registry.champion(name).version) == champion_before
+    assert len(registry.versions(name)) == versions_before
+    assert file_md5(project.raw) == data_before
+
+    again = live.post("/api/v1/jobs", json={"kind": "validate"})
+    assert again.status_code == 202  # no lock left behind
+    assert live.wait_job(again.json()["id"])["status"] == "succeeded"
+
+
+def test_cancel_stops_a_running_job_at_the_next_step(live):
+    job_id = live.post("/api/v1/jobs", json={"kind": "retrain"}).json()["id"]
+    live.wait_job(job_id, until=("running",))
+    cancelled = live.post(f"/api/v1/jobs/{job_id}/cancel").json()
+    assert cancelled["cancel_requested"] is True
+    job = live.wait_job(job_id)
+    assert job["status"] == "cancelled" and "cancelled before step" in job["error"]
+    assert live.post("/api/v1/jobs", json={"kind": "retrain"}).status_code == 202
