@@ -63,8 +63,14 @@ def _sqlite_pragmas(connection, _record) -> None:
     cursor.close()
 
 
+def normalise(url: str) -> str:
+    """`postgresql://...` means the pinned psycopg2 driver (SQLAlchemy 2.1 would pick psycopg 3)."""
+    return "postgresql+psycopg2://" + url.split("://", 1)[1] if url.startswith("postgresql://") else url
+
+
 def connect(url: str) -> sa.Engine:
     """An engine with the tables created; SQLite in WAL mode so readers never wait on the worker."""
+    url = normalise(url)
     engine = sa.create_engine(url, pool_pre_ping=not url.startswith("sqlite"))
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)

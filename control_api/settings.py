@@ -21,6 +21,7 @@ class Settings:
     api_token: str
     database_url: str
     redis_url: str | None = None
+    queue_name: str = "opcon"  # instances sharing one Redis need different names
     model_poll_seconds: float = 2.0
     # single rows and small batches go through ONNX; above this scikit-learn is faster
     onnx_max_rows: int = 2_000
@@ -64,6 +65,7 @@ def from_env(**overrides) -> Settings:
         "project_dir": Path(overrides.pop("project_dir", None) or ml_config.project_dir()),
         "database_url": os.environ.get("OPCON_DATABASE_URL") or f"sqlite:///{state / 'opcon.db'}",
         "redis_url": os.environ.get("REDIS_URL") or None,
+        "queue_name": os.environ.get("OPCON_QUEUE_NAME") or "opcon",
         "model_poll_seconds": _env_float("OPCON_MODEL_POLL_SECONDS", 2.0),
     }
     values.update(overrides)

@@ -15,10 +15,10 @@ def make_queue(settings):
     from huey import RedisHuey, SqliteHuey
 
     if settings.redis_url:
-        huey = RedisHuey("opcon", url=settings.redis_url)
+        huey = RedisHuey(settings.queue_name, url=settings.redis_url)
     else:
         settings.huey_path.parent.mkdir(parents=True, exist_ok=True)
-        huey = SqliteHuey("opcon", filename=str(settings.huey_path))
+        huey = SqliteHuey(settings.queue_name, filename=str(settings.huey_path))
     huey.run_job = huey.task(name=TASK_NAME)(_run_job)
     return huey
 
