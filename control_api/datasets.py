@@ -12,7 +12,7 @@ import pandas as pd
 import sqlalchemy as sa
 from filelock import FileLock
 
-from control_api.db import data_versions
+from control_api.db import data_versions, row_dict
 from ml.params import Params
 from ml.validate import ValidationReport, read_csv, validate_frame
 from ml.versioning import add_and_push, data_version
@@ -42,7 +42,7 @@ def record(engine: sa.Engine, project: Path, params: Params, source: str,
     with engine.connect() as conn:
         found = conn.execute(sa.select(data_versions).where(data_versions.c.md5 == md5)).first()
     if found is not None:
-        return dict(found._mapping)
+        return row_dict(found)
     if validation is None:
         path = project / "data" / "validation.json"
         report = json.loads(path.read_text()) if path.exists() else {}
@@ -63,7 +63,7 @@ def record(engine: sa.Engine, project: Path, params: Params, source: str,
 def listing(engine: sa.Engine) -> list[dict]:
     with engine.connect() as conn:
         rows = conn.execute(sa.select(data_versions).order_by(data_versions.c.created_at.desc()))
-        return [dict(r._mapping) for r in rows]
+        return [row_dict(r) for r in rows]
 
 
 def append_batch(engine: sa.Engine, project: Path, state_dir: Path, params: Params, *,

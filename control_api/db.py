@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import sqlalchemy as sa
 from sqlalchemy import event
 
@@ -53,6 +55,17 @@ feedback = sa.Table(
     sa.Column("label", sa.JSON, nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
 )
+
+
+def row_dict(row) -> dict | None:
+    """A result row as a dict, datetimes in UTC (SQLite stores them without a zone)."""
+    if row is None:
+        return None
+    values = dict(row._mapping)
+    for key, value in values.items():
+        if isinstance(value, datetime) and value.tzinfo is None:
+            values[key] = value.replace(tzinfo=UTC)
+    return values
 
 
 def _sqlite_pragmas(connection, _record) -> None:

@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 
-from control_api.db import job_locks, jobs
+from control_api.db import job_locks, jobs, row_dict
 
 KINDS = ("retrain", "data_pull", "validate")
 ACTIVE = ("queued", "running")
@@ -24,15 +24,7 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
-def _as_dict(row) -> dict | None:
-    if row is None:
-        return None
-    job = dict(row._mapping)
-    for key in ("created_at", "started_at", "finished_at", "heartbeat_at"):
-        value = job.get(key)
-        if value is not None and value.tzinfo is None:
-            job[key] = value.replace(tzinfo=UTC)  # SQLite keeps no zone
-    return job
+_as_dict = row_dict
 
 
 class JobStore:

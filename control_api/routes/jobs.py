@@ -32,7 +32,14 @@ def blueprint(services) -> APIBlueprint:
 
     @bp.post("/jobs", responses={202: JobOut, 409: JobRef, 422: ErrorBody})
     def start(body: JobKind):
-        """Start a job. While one of the same kind is queued or running, answers 409 with it."""
+        """Start a job. While one of the same kind is queued or running, answers 409 with it.
+
+        `retrain`, `data_pull` and `validate` take no params: they run the pipeline as params.yaml
+        and the current data describe it.
+        """
+        if body.params:
+            raise APIError(422, f"`{body.kind}` takes no params",
+                           [{"field": "params", "problem": "must be empty for this kind"}])
         job, created = store.submit(body.kind, body.params, body.reason)
         if not created:
             return jsonify({"error": f"a {body.kind} job is already {job['status']}",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from flask_openapi3 import APIBlueprint, Tag
 
 from control_api.errors import APIError
@@ -25,7 +27,7 @@ def describe_version(version, runs, aliases: dict[str, str]) -> dict:
     return {
         "version": str(version.version),
         "aliases": sorted(a for a, v in aliases.items() if str(v) == str(version.version)),
-        "created": version.creation_timestamp / 1000,
+        "created": datetime.fromtimestamp(version.creation_timestamp / 1000, UTC),
         "run_id": version.run_id,
         "data_version": tags.get("data_version"),
         "metrics": dict(run.data.metrics) if run else {},
