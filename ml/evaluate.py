@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
+import tempfile
 from pathlib import Path
 
 from ml import cards, config, registry, tracking
@@ -42,6 +43,23 @@ def champion_score(params: Params, test) -> tuple[str | None, float | None]:
     return current.version, scores[params.evaluate.primary_metric]
 
 
+def _export_onnx(trained: dict, params: Params, test) -> dict[str, str]:
+    """ONNX copy of the model for fast serving, logged to the run when it matches on the test set."""
+    import mlflow.sklearn
+
+    from ml.export import export
+
+    pipeline = mlflow.sklearn.load_model(trained["model_uri"])
+    result = export(pipeline, params.schema, test)
+    if not result.ok:
+        return {"onnx": "unavailable", "onnx_reason": result.reason[:500]}
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "model.onnx"
+        path.write_bytes(result.onnx_bytes)
+        registry.client().log_artifact(trained["run_id"], str(path), "onnx")
+    return {"onnx": "ok", "onnx_max_abs_diff": f"{result.max_abs_diff:.3g}"}
+
+
 def evaluate(project: Path, params: Params) -> dict:
     trained = json.loads((project / "models" / "train_run.json").read_text())
     target, metric = params.schema.target, params.evaluate.primary_metric
@@ -58,6 +76,7 @@ def evaluate(project: Path, params: Params) -> dict:
             "primary_metric": metric, f"test_{metric}": f"{challenger:.6f}",
             "emissions_kg_co2eq": f"{trained['emissions']['emissions_kg']:.6g}",
             **decision.as_tags()}
+    tags.update(_export_onnx(trained, params, test))
     version = registry.register(trained["model_uri"], name, trained["run_id"], tags)
     registry.set_challenger(name, version)
     if decision.promote:

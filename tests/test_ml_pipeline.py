@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import mlflow
 import pytest
 
 from ml import emissions, registry, tracking
 from ml.errors import RegistryError
-from ml.train import train
+from ml.prepare import read_split
+from ml.train import feature_frame, train
 from ml.versioning import dvc, ensure_project, file_md5, pointer_version, run
 from tests.conftest import build_project
 
@@ -74,6 +76,20 @@ def test_champion_loads_with_signature_and_threshold(trained):
         mlflow.artifacts.download_artifacts(uri))
     proba = model.predict_proba(example)
     assert proba.shape == (len(example), 2)
+
+
+def test_the_champion_has_an_onnx_copy_that_matches(trained):
+    from ml.export import OnnxModel
+
+    champion = registry.champion(MODEL)
+    assert champion.tags["onnx"] == "ok"
+    assert float(champion.tags["onnx_max_abs_diff"]) < 1e-4
+    path = mlflow.artifacts.download_artifacts(run_id=champion.run_id, artifact_path="onnx/model.onnx")
+    onnx = OnnxModel(Path(path).read_bytes())
+    model = mlflow.sklearn.load_model(f"models:/{MODEL}@champion")
+    test = read_split(trained.path, "test")
+    features = feature_frame(test, trained.params.schema)
+    assert abs(onnx.predict_proba_frame(features) - model.predict_proba(features)).max() < 1e-4
 
 
 def test_a_fresh_clone_pulls_the_exact_bytes_from_the_remote(trained, tmp_path, monkeypatch):
