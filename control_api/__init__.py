@@ -16,6 +16,12 @@ class IsoJSONProvider(DefaultJSONProvider):
 
     sort_keys = False
 
+    def loads(self, s, **kwargs):
+        try:
+            return super().loads(s, **kwargs)
+        except RecursionError:  # absurdly nested JSON: a bad request, not a crash
+            raise ValueError("JSON nested too deeply") from None
+
     @staticmethod
     def default(value):
         if isinstance(value, date | datetime):

@@ -12,14 +12,15 @@ PROTECTED_PREFIX = "/api/v1/"
 
 
 def register(app: Flask, token: str) -> None:
-    expected = f"Bearer {token}".encode()
+    expected = token.encode()
 
     @app.before_request
     def require_token():
         if not request.path.startswith(PROTECTED_PREFIX):
             return None
-        given = request.headers.get("Authorization", "").encode()
-        if not hmac.compare_digest(given, expected):
+        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), expected):
             raise APIError(401, "missing or wrong bearer token",
-                           [{"field": "Authorization", "problem": "expected `Bearer <token>`"}])
+                           [{"field": "Authorization", "problem": "expected `Bearer <token>`"}],
+                           headers={"WWW-Authenticate": 'Bearer realm="opcon"'})
         return None

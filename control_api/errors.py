@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import math
+
 from flask import Flask, jsonify
 from werkzeug.exceptions import HTTPException
 
 
 class APIError(Exception):
-    def __init__(self, status: int, error: str, details: list[dict] | None = None, **extra):
+    def __init__(self, status: int, error: str, details: list[dict] | None = None,
+                 headers: dict | None = None, **extra):
         super().__init__(error)
         self.status, self.error, self.details, self.extra = status, error, details or [], extra
+        self.headers = headers or {}
 
     def response(self):
         body = {"error": self.error, "details": self.details, **self.extra}
-        return jsonify(body), self.status
+        return jsonify(body), self.status, self.headers
 
 
 def invalid(details: list[dict], error: str = "invalid input") -> APIError:
@@ -28,8 +32,10 @@ def pydantic_details(errors: list[dict], prefix: str = "") -> list[dict]:
         for part in item["loc"]:
             field += f"[{part}]" if isinstance(part, int) else (f".{part}" if field else str(part))
         entry = {"field": field or "body", "problem": item["msg"]}
-        if "input" in item and not isinstance(item["input"], dict | list):
-            entry["value"] = item["input"]
+        value = item.get("input")
+        if "input" in item and not isinstance(value, dict | list):
+            # NaN and infinities are not JSON: quote them
+            entry["value"] = str(value) if isinstance(value, float) and not math.isfinite(value) else value
         details.append(entry)
     return details
 

@@ -7,6 +7,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+SECURITY = [{"bearer": []}]  # every /api/v1 operation needs the bearer token
+
 
 class Problem(BaseModel):
     field: str

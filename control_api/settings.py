@@ -58,6 +58,11 @@ def ensure_token(state_dir: Path) -> str:
 
 
 def from_env(**overrides) -> Settings:
+    """Settings from the environment. A `state_dir` or `project_dir` override becomes OPCON_HOME or
+    OPCON_PROJECT_DIR of this process, since the pipeline and registry code read those."""
+    for key, variable in (("state_dir", "OPCON_HOME"), ("project_dir", "OPCON_PROJECT_DIR")):
+        if overrides.get(key):
+            os.environ[variable] = str(overrides[key])
     state = Path(overrides.pop("state_dir", None) or ml_config.state_dir())
     state.mkdir(parents=True, exist_ok=True)
     values = {

@@ -20,8 +20,17 @@ def project_dir() -> Path:
     return Path(os.environ.get("OPCON_PROJECT_DIR") or REPO_ROOT).expanduser().resolve()
 
 
+OURS = "OPCON_MLFLOW_URI_SET"  # the URI we derived and MLflow copied into MLFLOW_TRACKING_URI
+
+
 def mlflow_tracking_uri() -> str:
-    if uri := os.environ.get("MLFLOW_TRACKING_URI"):
+    """MLFLOW_TRACKING_URI when a person set it, else the SQLite store in the state dir.
+
+    mlflow.set_tracking_uri() copies its argument into MLFLOW_TRACKING_URI; a value equal to the one
+    we derived ourselves is ours, so a changed OPCON_HOME still moves the store.
+    """
+    uri = os.environ.get("MLFLOW_TRACKING_URI")
+    if uri and uri != os.environ.get(OURS):
         return uri
     db = state_dir() / "mlflow" / "mlflow.db"
     db.parent.mkdir(parents=True, exist_ok=True)

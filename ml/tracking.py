@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import subprocess
 
 from ml import config
@@ -15,8 +16,11 @@ def configure(experiment: str | None = None) -> str | None:
 
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     uri = config.mlflow_tracking_uri()
+    derived = os.environ.get("MLFLOW_TRACKING_URI") in (None, "", os.environ.get(config.OURS))
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
+    if derived:
+        os.environ[config.OURS] = uri
     if experiment is None:
         return None
     client = mlflow.MlflowClient()

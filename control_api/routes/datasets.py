@@ -10,7 +10,7 @@ from flask_openapi3 import APIBlueprint, Tag
 
 from control_api import datasets
 from control_api.errors import APIError, invalid
-from control_api.models import BatchForm, DataVersionList, DataVersionOut, ErrorBody
+from control_api.models import SECURITY, BatchForm, DataVersionList, DataVersionOut, ErrorBody
 from ml.errors import DataError
 
 TAG = Tag(name="datasets", description="Versions of the training data (DVC)")
@@ -22,7 +22,7 @@ def present(row: dict) -> dict:
 
 def blueprint(services) -> APIBlueprint:
     bp = APIBlueprint("datasets", __name__, url_prefix="/api/v1", abp_tags=[TAG],
-                      abp_responses={401: ErrorBody})
+                      abp_responses={401: ErrorBody, 422: ErrorBody}, abp_security=SECURITY)
     settings, params, engine = services.settings, services.params, services.engine
 
     @bp.get("/datasets", responses={200: DataVersionList})

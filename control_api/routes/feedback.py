@@ -9,14 +9,14 @@ from flask_openapi3 import APIBlueprint, Tag
 
 from control_api.db import feedback
 from control_api.errors import invalid
-from control_api.models import ErrorBody, FeedbackBody, FeedbackOut
+from control_api.models import SECURITY, ErrorBody, FeedbackBody, FeedbackOut
 
 TAG = Tag(name="feedback", description="The true outcome of predictions")
 
 
 def blueprint(services) -> APIBlueprint:
     bp = APIBlueprint("feedback", __name__, url_prefix="/api/v1", abp_tags=[TAG],
-                      abp_responses={401: ErrorBody, 422: ErrorBody})
+                      abp_responses={401: ErrorBody, 422: ErrorBody}, abp_security=SECURITY)
     target = services.params.schema.target
     classes = {str(c): c for c in target.classes}
 

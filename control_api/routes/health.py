@@ -6,13 +6,13 @@ from flask import jsonify
 from flask_openapi3 import APIBlueprint, Tag
 
 from control_api.jobs.queue import reachable
-from control_api.models import Health, Ready
+from control_api.models import ErrorBody, Health, Ready
 
 TAG = Tag(name="health", description="Liveness and readiness probes")
 
 
 def blueprint(services) -> APIBlueprint:
-    bp = APIBlueprint("health", __name__, abp_tags=[TAG])
+    bp = APIBlueprint("health", __name__, abp_tags=[TAG], abp_responses={422: ErrorBody})
 
     @bp.get("/health", responses={200: Health}, security=[])
     def health():

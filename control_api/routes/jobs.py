@@ -6,7 +6,7 @@ from flask import jsonify
 from flask_openapi3 import APIBlueprint, Tag
 
 from control_api.errors import APIError
-from control_api.models import ErrorBody, JobKind, JobOut, JobPage, JobPath, JobQuery, JobRef
+from control_api.models import SECURITY, ErrorBody, JobKind, JobOut, JobPage, JobPath, JobQuery, JobRef
 
 TAG = Tag(name="jobs", description="Retrain, data pull and validation running in the background")
 LOG_TAIL = 4_000
@@ -21,7 +21,7 @@ def present(job: dict) -> dict:
 
 def blueprint(services) -> APIBlueprint:
     bp = APIBlueprint("jobs", __name__, url_prefix="/api/v1", abp_tags=[TAG],
-                      abp_responses={401: ErrorBody})
+                      abp_responses={401: ErrorBody, 422: ErrorBody}, abp_security=SECURITY)
     store = services.jobs
 
     def found(job_id: str) -> dict:

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from flask_openapi3 import APIBlueprint, Tag
 
 from control_api.errors import APIError
-from control_api.models import ErrorBody, ModelList, PromoteBody, PromoteOut, VersionPath
+from control_api.models import SECURITY, ErrorBody, ModelList, PromoteBody, PromoteOut, VersionPath
 from ml import registry
 from ml.errors import RegistryError
 
@@ -40,7 +40,7 @@ def describe_version(version, runs, aliases: dict[str, str]) -> dict:
 
 def blueprint(services) -> APIBlueprint:
     bp = APIBlueprint("models", __name__, url_prefix="/api/v1", abp_tags=[TAG],
-                      abp_responses={401: ErrorBody})
+                      abp_responses={401: ErrorBody, 422: ErrorBody}, abp_security=SECURITY)
     name = services.params.registry.model_name
 
     @bp.get("/models", responses={200: ModelList})

@@ -12,7 +12,7 @@ from flask import Response, jsonify, request
 from flask_openapi3 import APIBlueprint, Tag
 
 from control_api.errors import APIError, invalid
-from control_api.models import BatchForm, ErrorBody, PredictResponse
+from control_api.models import SECURITY, BatchForm, ErrorBody, PredictResponse
 from control_api.validation import check_frame, predict_request_model
 
 TAG = Tag(name="predict", description="Predictions from the champion model")
@@ -58,7 +58,8 @@ def _read_csv(upload, schema) -> pd.DataFrame:
 
 def blueprint(services) -> APIBlueprint:
     bp = APIBlueprint("predict", __name__, url_prefix="/api/v1", abp_tags=[TAG],
-                      abp_responses={401: ErrorBody, 422: ErrorBody, 503: ErrorBody})
+                      abp_responses={401: ErrorBody, 422: ErrorBody, 503: ErrorBody},
+                      abp_security=SECURITY)
     schema, settings, log = services.params.schema, services.settings, services.predictions
     names = schema.feature_names
     request_model = predict_request_model(schema, settings.max_records)
@@ -99,8 +100,12 @@ def blueprint(services) -> APIBlueprint:
         outputs = _outputs(served, proba)
         services.metrics.observe(served.version, path, outputs["label"], time.perf_counter() - started)
         request_id = str(uuid.uuid4())
-        scored = frame.assign(**{f"prediction_{k}" if k in ("label", "label_text") else k: v
-                                 for k, v in outputs.items()})
+        added = {f"prediction_{k}": v for k, v in outputs.items()}
+        clashes = sorted(set(added) & set(frame.columns))
+        if clashes:
+            raise invalid([{"field": c, "problem": "the output would overwrite this input column; "
+                            "rename it"} for c in clashes])
+        scored = frame.assign(**added)
         log.append_frame(request_id, served.version, path,
                          pd.DataFrame({**{n: columns[n] for n in names}, **outputs}))
         headers = {"X-Request-Id": request_id, "X-Model-Version": served.version,

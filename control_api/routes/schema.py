@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask_openapi3 import APIBlueprint, Tag
 
-from control_api.models import ErrorBody, SchemaOut
+from control_api.models import SECURITY, ErrorBody, SchemaOut
 
 TAG = Tag(name="schema", description="What a record must contain")
 
@@ -20,7 +20,7 @@ def describe(schema) -> dict:
 
 def blueprint(services) -> APIBlueprint:
     bp = APIBlueprint("schema", __name__, url_prefix="/api/v1", abp_tags=[TAG],
-                      abp_responses={401: ErrorBody})
+                      abp_responses={401: ErrorBody, 422: ErrorBody}, abp_security=SECURITY)
     body = describe(services.params.schema)
 
     @bp.get("/schema", responses={200: SchemaOut})
