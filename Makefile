@@ -62,8 +62,10 @@ test: data ## set up and run the whole test suite
 lint: setup ## ruff
 	$(VENV)/bin/ruff check .
 
-bench: data ## benchmarks (figures printed side by side)
+bench: data ## benchmarks (figures printed side by side; needs wrk)
+	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	$(PY) bench/pipeline.py
+	$(PY) bench/serve.py
 
 clean: ## remove the virtualenv and the default state dir
 	rm -rf $(VENV) .opcon
