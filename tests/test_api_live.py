@@ -155,3 +155,19 @@ def test_cancel_stops_a_running_job_at_the_next_step(live):
     job = live.wait_job(job_id)
     assert job["status"] == "cancelled" and "cancelled before step" in job["error"]
     assert live.post("/api/v1/jobs", json={"kind": "retrain"}).status_code == 202
+
+
+def _predictions_total(live) -> float:
+    text = live.get("/metrics").text
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith("opcon_predictions_total{"))
+
+
+def test_metrics_add_up_across_gunicorn_workers(live):
+    before = _predictions_total(live)
+    for _ in range(20):
+        live.post("/api/v1/predict", json={"records": [live.record] * 2})
+    assert _predictions_total(live) - before == 40  # two workers, one sum
+    text = live.get("/metrics").text
+    assert 'served_by="onnx"' in text and "opcon_prediction_latency_seconds_bucket" in text
+    assert "flask_http_request_duration_seconds_count" in text

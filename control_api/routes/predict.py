@@ -23,7 +23,9 @@ def _outputs(served, proba: np.ndarray) -> dict[str, np.ndarray]:
     """Per-row outputs as columns: label, text, and the probability (or one per class)."""
     labels = served.labels(proba)
     target = served.schema.target
-    out = {"label": labels, "label_text": np.array([target.label(v) for v in labels], dtype=object)}
+    names = {c: target.label(c) for c in served.classes}  # a few classes, many rows
+    out = {"label": labels,
+           "label_text": np.array([names[v] for v in labels.tolist()], dtype=object)}
     if served.positive_index is not None:
         out["probability"] = proba[:, served.positive_index]
     else:

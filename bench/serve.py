@@ -1,0 +1,666 @@
+"""Benchmark of serving: our control API against `mlflow models serve`, on the same champion.
+
+In one run, on loopback, in a throw-away DVC project with its own $OPCON_HOME (built like
+tests/conftest.py `build_project`, 10,000 generated rows, `dvc repro` trains and registers the
+champion of params.yaml):
+
+1. both servers, 2 workers each: our API under gunicorn (sync workers, as tests/live.py starts it)
+   and `mlflow models serve -m models:/<name>@champion --env-manager local` (uvicorn);
+2. single rows with wrk (bench/wrk_post.lua), c=1 and c=8: our `POST /api/v1/predict` with
+   {"records": [record]} against MLflow's `POST /invocations` with {"dataframe_records": [record]};
+   the record is the schema's typical values (GET /api/v1/schema). p50, p99 and requests/s;
+3. batches (generated rows, a seed apart from the training data): `POST /api/v1/predict/batch`
+   (CSV in, scored CSV out, logged as Parquet) end to end, against `predict_proba` of the same
+   champion in process (mlflow.sklearn.load_model), and MLflow's /invocations with the 10k batch as
+   JSON (dataframe_split) for reference;
+4. after the servers are stopped, where a request's time goes: cProfile over an in-process Flask
+   test-client loop of /api/v1/predict (create_app testing mode), per part of the request.
+
+    .venv/bin/python bench/serve.py                     # the whole run (about 3 minutes)
+    .venv/bin/python bench/serve.py --duration 5 --batch-rows 10000 --no-profile
+
+Prints the tables and the goals as PASS/MISS lines; exits 0 unless something crashes or a server
+answers a check request with an error. The figures are also written to bench/results/serve.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import copy
+import cProfile
+import dataclasses
+import json
+import os
+import pstats
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import requests
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from ml import config  # noqa: E402
+
+VENV_BIN = Path(sys.executable).parent
+WRK_SCRIPT = REPO / "bench" / "wrk_post.lua"
+RESULTS = REPO / "bench" / "results" / "serve.json"
+TOKEN = "bench-serve-token"
+STATE_VARIABLES = ("OPCON_HOME", "OPCON_PROJECT_DIR", "OPCON_DVC_REMOTE", "OPCON_ARTIFACT_ROOT",
+                   "MLFLOW_TRACKING_URI", "PROMETHEUS_MULTIPROC_DIR", "OPCON_API_TOKEN")
+CONCURRENCY = ((1, 1), (2, 8))  # (wrk threads, connections)
+BATCH_SEED = 11  # the training data uses seed 7
+MLFLOW_BATCH_TIMEOUT_S = 60.0
+
+GOAL_P50_C1_MS = 2.0
+GOAL_RPS_C8 = 1_000.0
+GOAL_P99_C8_MS = 20.0
+GOAL_100K_BATCH_S = 2.0
+
+WRK_UNITS_MS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 6e4}
+
+
+# ---------------------------------------------------------------------------------------- set-up
+
+def timed(function, *args, **kwargs) -> tuple[float, object]:
+    started = time.perf_counter()
+    result = function(*args, **kwargs)
+    return time.perf_counter() - started, result
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def build_project(root: Path, rows: int) -> Path:
+    """A DVC project like tests/conftest.py build_project: `rows` generated rows, seed 7."""
+    from ml import params as params_module
+    from ml import workspace
+    from ml.data import ensure_raw_data
+
+    raw = copy.deepcopy(yaml.safe_load((REPO / "params.yaml").read_text()))
+    raw["dataset"]["generator"].update({"rows": rows, "seed": 7})
+    raw["emissions"]["measure_power_secs"] = 1
+    project = workspace.create(root / "project", raw)
+    ensure_raw_data(project, params_module.load(project))
+    return project
+
+
+def train_champion(project: Path):
+    """`dvc repro`: validate, prepare, train, evaluate (registers and promotes the first model)."""
+    from ml import params as params_module
+    from ml import registry
+    from ml.versioning import repro
+
+    repro(project)
+    params = params_module.load(project)
+    champion = registry.champion(params.registry.model_name)
+    if champion is None:
+        raise RuntimeError("dvc repro finished but the registry has no champion")
+    return params, champion
+
+
+# --------------------------------------------------------------------------------------- servers
+
+def server_env(state: Path, extra: dict[str, str]) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in STATE_VARIABLES}
+    env["PATH"] = os.pathsep.join([str(VENV_BIN), env.get("PATH", "")])
+    return {**env, "OPCON_HOME": str(state), **extra}
+
+
+def start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
+    log.parent.mkdir(parents=True, exist_ok=True)
+    handle = open(log, "ab")  # noqa: SIM115 - lives as long as the process
+    return subprocess.Popen(args, cwd=REPO, env=env, stdout=handle, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+
+
+def stop(processes: list[subprocess.Popen]) -> None:
+    """SIGTERM each process group, then SIGKILL what is still there after 20 s."""
+    for process in processes:
+        if process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGTERM)
+    for process in processes:
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def tail(log: Path, lines: int = 30) -> str:
+    return "\n".join(log.read_text(errors="replace").splitlines()[-lines:]) if log.exists() else ""
+
+
+def wait_http(url: str, process: subprocess.Popen, log: Path, timeout: float) -> float:
+    """Seconds until GET `url` answers 200; fails with the server's log tail otherwise."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited ({process.returncode}) before {url} answered:\n"
+                               f"{tail(log)}")
+        try:
+            if requests.get(url, timeout=2).status_code == 200:
+                return time.monotonic() - started
+        except requests.RequestException:
+            pass
+        time.sleep(0.3)
+    raise RuntimeError(f"{url} did not answer 200 within {timeout:.0f} s:\n{tail(log)}")
+
+
+def start_api(project: Path, state: Path, port: int) -> subprocess.Popen:
+    env = server_env(state, {"OPCON_PROJECT_DIR": str(project), "OPCON_API_TOKEN": TOKEN,
+                             "API_PORT": str(port), "API_WORKERS": "2",
+                             "PROMETHEUS_MULTIPROC_DIR": str(state / "prometheus")})
+    return start([str(VENV_BIN / "gunicorn"), "-c", "control_api/gunicorn_conf.py",
+                  "control_api:create_app()"], env, state / "logs" / "api.log")
+
+
+def start_mlflow(state: Path, model_name: str, port: int) -> subprocess.Popen:
+    db = state / "mlflow" / "mlflow.db"
+    env = server_env(state, {"MLFLOW_TRACKING_URI": f"sqlite:///{db}"})
+    return start([str(VENV_BIN / "mlflow"), "models", "serve", "-m", f"models:/{model_name}@champion",
+                  "--env-manager", "local", "--host", "127.0.0.1", "-p", str(port), "--workers", "2"],
+                 env, state / "logs" / "mlflow-serve.log")
+
+
+# ----------------------------------------------------------------------------------- single rows
+
+def typical_record(api_url: str) -> dict:
+    """One record of the schema's typical values (numbers as floats, as the signature says)."""
+    answer = requests.get(f"{api_url}/api/v1/schema", headers={"Authorization": f"Bearer {TOKEN}"},
+                          timeout=10)
+    answer.raise_for_status()
+    record = {}
+    for feature in answer.json()["features"]:
+        value = feature.get("typical")
+        if value is None:
+            value = feature["categories"][0] if feature.get("categories") else feature["min"]
+        record[feature["name"]] = float(value) if feature["type"] == "number" else value
+    return record
+
+
+def check_200(name: str, url: str, body: str, headers: dict) -> dict:
+    answer = requests.post(url, data=body, headers={"Content-Type": "application/json", **headers},
+                           timeout=30)
+    if answer.status_code != 200:
+        raise RuntimeError(f"{name}: POST {url} answered {answer.status_code}: {answer.text[:500]}")
+    return answer.json()
+
+
+def wrk_ms(text: str) -> float:
+    match = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text)
+    if match is None:
+        raise ValueError(f"not a wrk duration: {text!r}")
+    return float(match.group(1)) * WRK_UNITS_MS[match.group(2)]
+
+
+def parse_wrk(output: str) -> dict:
+    """p50/p90/p99 (ms), requests/s, request and error counts from `wrk --latency` output."""
+    found = dict(re.findall(r"^\s+(50|75|90|99)%\s+(\S+)\s*$", output, re.MULTILINE))
+    rps = re.search(r"^Requests/sec:\s+([\d.]+)", output, re.MULTILINE)
+    total = re.search(r"^\s+(\d+) requests in ", output, re.MULTILINE)
+    if not {"50", "99"} <= found.keys() or rps is None or total is None:
+        raise RuntimeError(f"could not read wrk's output:\n{output}")
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    sockets = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output)
+    return {"p50_ms": wrk_ms(found["50"]), "p90_ms": wrk_ms(found["90"]),
+            "p99_ms": wrk_ms(found["99"]), "rps": float(rps.group(1)),
+            "requests": int(total.group(1)), "non_2xx": int(non_2xx.group(1)) if non_2xx else 0,
+            "socket_errors": dict(zip(("connect", "read", "write", "timeout"),
+                                      map(int, sockets.groups()), strict=True)) if sockets else {}}
+
+
+def run_wrk(target: dict, threads: int, connections: int, seconds: float) -> dict:
+    """wrk POSTing target["body"] (with target["auth"] as Authorization) to target["url"]."""
+    env = {**os.environ, "WRK_BODY": target["body"], "WRK_AUTH": target["auth"] or ""}
+    args = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds:g}s", "--latency",
+            "-s", str(WRK_SCRIPT), target["url"]]
+    done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=seconds + 60,
+                          check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"wrk failed ({done.returncode}): {done.stderr or done.stdout}")
+    return parse_wrk(done.stdout)
+
+
+def bench_single(targets: list[dict], seconds: float, warmup: float) -> list[dict]:
+    """wrk against each target at each concurrency, after a discarded warm-up run."""
+    rows = []
+    for target in targets:
+        if warmup > 0:  # both workers of each server have loaded the model and are warm
+            run_wrk(target, 2, 8, warmup)
+        for threads, connections in CONCURRENCY:
+            figures = run_wrk(target, threads, connections, seconds)
+            rows.append({"path": target["path"], "concurrency": connections, **figures})
+    return rows
+
+
+# --------------------------------------------------------------------------------------- batches
+
+def median_seconds(function, repeats: int) -> tuple[float, list[float]]:
+    runs = [timed(function)[0] for _ in range(repeats)]
+    return statistics.median(runs), runs
+
+
+def api_batch(api_url: str, state: Path, csv_bytes: bytes, rows: int) -> dict:
+    """One POST /predict/batch, response read whole; checks the row count and the Parquet log."""
+    answer = requests.post(f"{api_url}/api/v1/predict/batch",
+                           headers={"Authorization": f"Bearer {TOKEN}"},
+                           files={"file": ("batch.csv", csv_bytes, "text/csv")}, timeout=300)
+    if answer.status_code != 200:
+        raise RuntimeError(f"batch of {rows} rows: {answer.status_code} {answer.text[:500]}")
+    scored = answer.content.count(b"\n") - 1
+    if scored != rows:
+        raise RuntimeError(f"batch of {rows} rows came back with {scored} rows")
+    request_id = answer.headers["X-Request-Id"]
+    if not (state / "predictions" / f"batch-{request_id}.parquet").is_file():
+        raise RuntimeError(f"batch {request_id} answered but is not in the prediction log")
+    return {"served_by": answer.headers.get("X-Served-By")}
+
+
+def mlflow_batch(mlflow_url: str, body: str, rows: int) -> None:
+    answer = requests.post(f"{mlflow_url}/invocations", data=body,
+                           headers={"Content-Type": "application/json"},
+                           timeout=MLFLOW_BATCH_TIMEOUT_S)
+    if answer.status_code != 200:
+        raise RuntimeError(f"{answer.status_code} {answer.text[:300]}")
+    if len(answer.json()["predictions"]) != rows:
+        raise RuntimeError("wrong number of predictions")
+
+
+def bench_batches_http(api_url: str, mlflow_url: str, state: Path, schema, *, sizes: list[int],
+                       repeats: int) -> tuple[list[dict], dict[int, object]]:
+    """Our batch endpoint for every size, MLflow's for the 10k one; returns the frames too."""
+    from ml.generate import generate
+
+    rows_out, frames = [], {}
+    for rows in sizes:
+        frame = generate(rows, BATCH_SEED)
+        frames[rows] = frame
+        csv_bytes = frame.to_csv(index=False, lineterminator="\n").encode()
+        served_by = api_batch(api_url, state, csv_bytes, rows)["served_by"]  # warm-up and check
+        seconds, runs = median_seconds(lambda b=csv_bytes, n=rows: api_batch(api_url, state, b, n),
+                                       repeats)
+        rows_out.append({"path": "ours POST /api/v1/predict/batch (CSV in/out, logged)", "rows": rows,
+                         "seconds": seconds, "runs_s": runs, "rows_per_s": rows / seconds,
+                         "served_by": served_by, "upload_mb": len(csv_bytes) / 1e6})
+        if rows == 10_000:
+            split = frame[schema.feature_names].to_json(orient="split", index=False)
+            body = '{"dataframe_split": ' + split + "}"
+            entry = {"path": "mlflow POST /invocations (JSON dataframe_split)", "rows": rows,
+                     "upload_mb": len(body) / 1e6}
+            try:
+                mlflow_batch(mlflow_url, body, rows)
+                seconds, runs = median_seconds(lambda b=body, n=rows: mlflow_batch(mlflow_url, b, n),
+                                               repeats)
+                entry.update({"seconds": seconds, "runs_s": runs, "rows_per_s": rows / seconds})
+            except (requests.RequestException, RuntimeError) as error:
+                entry["error"] = str(error)[:300]
+            rows_out.append(entry)
+    return rows_out, frames
+
+
+def bench_batches_in_process(model_name: str, schema, frames: dict, repeats: int) -> list[dict]:
+    """predict_proba of the champion loaded with mlflow.sklearn, on the same rows."""
+    import mlflow.sklearn
+
+    from ml import tracking
+    from ml.train import feature_frame
+
+    tracking.configure()
+    model = mlflow.sklearn.load_model(f"models:/{model_name}@champion")
+    results = []
+    for rows, frame in frames.items():
+        x = feature_frame(frame, schema)
+        model.predict_proba(x.head(100))  # warm
+        seconds, runs = median_seconds(lambda x=x: model.predict_proba(x), repeats)
+        results.append({"path": "in process predict_proba (mlflow.sklearn.load_model)",
+                        "rows": rows, "seconds": seconds, "runs_s": runs,
+                        "rows_per_s": rows / seconds})
+    return results
+
+
+# --------------------------------------------------------------------------------------- profile
+
+# (part of a request, [(file suffix, function)]): cumulative time of these functions per request.
+# Indented parts are inside the part above them; "other" lines are what the listed parts leave.
+PREDICT_PARTS = (
+    ("WSGI app (what gunicorn calls)", [("flask/app.py", "wsgi_app")]),
+    ("  auth: bearer token", [("control_api/auth.py", "require_token")]),
+    ("  metrics: prometheus-flask-exporter hooks",
+     [("prometheus_flask_exporter/__init__.py", "before_request"),
+      ("prometheus_flask_exporter/__init__.py", "after_request"),
+      ("prometheus_flask_exporter/__init__.py", "teardown_request")]),
+    ("  validation: JSON parse + pydantic", [("flask_openapi3/request.py", "_validate_request")]),
+    ("    of which JSON parse (get_json)", [("werkzeug/wrappers/request.py", "get_json")]),
+    ("  view function predict()", [("control_api/routes/predict.py", "predict")]),
+    ("    model: ServedModel.predict_proba", [("control_api/serving.py", "predict_proba")]),
+    ("    outputs + prediction dicts", [("control_api/routes/predict.py", "_outputs"),
+                                         ("control_api/routes/predict.py", "_prediction_dicts")]),
+    ("    metrics: ours (observe)", [("monitoring/metrics.py", "observe")]),
+    ("    prediction log append", [("monitoring/prediction_log.py", "append")]),
+    ("    JSON response (jsonify)", [("flask/json/__init__.py", "jsonify")]),
+    ("    request id (uuid4)", [("uuid.py", "uuid4")]),
+)
+PREDICT_OTHER = {  # derived line: parent minus its listed children
+    "  other Flask/werkzeug (context, routing, response)": (
+        "WSGI app (what gunicorn calls)",
+        ("  auth: bearer token", "  metrics: prometheus-flask-exporter hooks",
+         "  validation: JSON parse + pydantic", "  view function predict()")),
+}
+BATCH_PARTS = (
+    ("WSGI app, up to the streamed response", [("flask/app.py", "wsgi_app")]),
+    ("  multipart upload parsing", [("werkzeug/formparser.py", "_parse_multipart")]),
+    ("  read CSV (pandas)", [("control_api/routes/predict.py", "_read_csv")]),
+    ("  validation (check_frame)", [("control_api/validation.py", "check_frame")]),
+    ("  model: ServedModel.predict_proba", [("control_api/serving.py", "predict_proba")]),
+    ("  outputs (labels, label text)", [("control_api/routes/predict.py", "_outputs")]),
+    ("  metrics: ours (observe)", [("monitoring/metrics.py", "observe")]),
+    ("  prediction log (Parquet file)", [("monitoring/prediction_log.py", "append_frame")]),
+    ("scored CSV written out (streamed chunks)", [("control_api/routes/predict.py", "chunks")]),
+)
+
+
+def _cumulative(stats: dict, functions: list[tuple[str, str]]) -> float:
+    return sum(value[3] for (path, _, name), value in stats.items()
+               if any(path.replace(os.sep, "/").endswith(suffix) and name == function
+                      for suffix, function in functions))
+
+
+def _breakdown(profiler: cProfile.Profile, parts, others: dict, calls: int) -> dict:
+    stats = pstats.Stats(profiler).stats
+    per_call = {title: 1e3 * _cumulative(stats, functions) / calls for title, functions in parts}
+    lines = [{"part": title, "ms": ms} for title, ms in per_call.items()]
+    for title, (parent, children) in others.items():
+        index = next(i for i, line in enumerate(lines) if line["part"] == parent) + 1
+        index += sum(1 for line in lines[index:] if line["part"].startswith("  "))
+        lines.insert(index, {"part": title,
+                             "ms": per_call[parent] - sum(per_call[c] for c in children)})
+    ranked = sorted(stats.items(), key=lambda item: item[1][2], reverse=True)[:10]
+    return {"profiled_ms": 1e3 * sum(value[2] for value in stats.values()) / calls,  # self times
+            "parts": lines,
+            "top_self_ms": [{"function": f"{Path(path).name}:{line}:{name}",
+                             "ms": 1e3 * value[2] / calls} for (path, line, name), value in ranked]}
+
+
+def profile_app(project: Path, state: Path, record: dict, calls: int, batch_csv: bytes | None) -> dict:
+    """Where a request's time goes, in process: create_app in testing mode, Flask test client.
+
+    Unprofiled first (the WSGI app alone on pre-built environs, best of 3, is the part gunicorn
+    runs), then cProfile over `calls` single-row predictions and over one batch.
+    """
+    import io
+
+    import numpy as np
+    from werkzeug.test import EnvironBuilder
+
+    from control_api import create_app
+
+    app = create_app({"testing": True, "state_dir": state, "project_dir": project,
+                      "api_token": TOKEN})
+    client = app.test_client()
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    body = json.dumps({"records": [record]}).encode()
+
+    def loop(n: int) -> None:
+        for _ in range(n):
+            answer = client.post("/api/v1/predict", data=body, headers=headers,
+                                 content_type="application/json")
+            if answer.status_code != 200:
+                raise RuntimeError(f"test client: {answer.status_code} {answer.get_data(True)[:300]}")
+
+    def wsgi_only(n: int) -> float:
+        environs = [EnvironBuilder(path="/api/v1/predict", method="POST", data=body, headers=headers,
+                                   content_type="application/json").get_environ() for _ in range(n)]
+        started = time.perf_counter()
+        for environ in environs:
+            status = []
+            b"".join(app.wsgi_app(environ, lambda s, h, e=None, status=status: status.append(s)))
+            if not status[0].startswith("200"):
+                raise RuntimeError(f"WSGI app answered {status[0]}")
+        return time.perf_counter() - started
+
+    loop(200)  # model loaded, caches warm
+    wsgi_s = min(wsgi_only(calls) for _ in range(3))
+    client_s = min(timed(loop, calls)[0] for _ in range(3))
+    served = app.extensions["opcon"].champion.get()
+    columns = {name: np.array([value]) for name, value in record.items()}
+    onnx_s = min(timed(lambda: [served.predict_proba(columns, 1) for _ in range(calls)])[0]
+                 for _ in range(3))
+    sklearn_calls = max(calls // 20, 20)
+    without_onnx = dataclasses.replace(served, onnx=None)  # the scikit-learn path, same pipeline
+    sklearn_s = timed(lambda: [without_onnx.predict_proba(columns, 1)
+                               for _ in range(sklearn_calls)])[0]
+    profiler = cProfile.Profile()
+    profiler.runcall(loop, calls)
+    result = {"calls": calls, "served_by": "onnx" if served.onnx is not None else "sklearn",
+              "wsgi_ms": 1e3 * wsgi_s / calls, "test_client_ms": 1e3 * client_s / calls,
+              "model_onnx_ms": 1e3 * onnx_s / calls,
+              "model_sklearn_ms": 1e3 * sklearn_s / sklearn_calls,
+              "predict": _breakdown(profiler, PREDICT_PARTS, PREDICT_OTHER, calls)}
+    if batch_csv is not None:
+        def batch() -> None:
+            answer = client.post("/api/v1/predict/batch", headers=headers,
+                                 data={"file": (io.BytesIO(batch_csv), "batch.csv")},
+                                 content_type="multipart/form-data")
+            answer.get_data()  # the streamed CSV is written while it is read
+            if answer.status_code != 200:
+                raise RuntimeError(f"test client batch: {answer.status_code}")
+
+        batch()
+        result["batch_rows"] = batch_csv.count(b"\n") - 1
+        result["batch_test_client_s"] = timed(batch)[0]
+        profiler = cProfile.Profile()
+        profiler.runcall(batch)
+        result["batch"] = _breakdown(profiler, BATCH_PARTS, {}, 1)
+    return result
+
+
+# ---------------------------------------------------------------------------------------- report
+
+def print_single(rows: list[dict]) -> None:
+    print("\n== single row, wrk (keep-alive from wrk; gunicorn sync closes each connection) ==")
+    header = ("path", "concurrency", "p50 ms", "p99 ms", "req/s", "errors")
+    widths = (44, 11, 8, 8, 9, 8)
+    print(" | ".join(h.ljust(w) if i == 0 else h.rjust(w)
+                     for i, (h, w) in enumerate(zip(header, widths, strict=True))))
+    for r in rows:
+        errors = r["non_2xx"] + sum(r["socket_errors"].values())
+        cells = (r["path"], str(r["concurrency"]), f"{r['p50_ms']:.2f}", f"{r['p99_ms']:.2f}",
+                 f"{r['rps']:,.0f}", str(errors))
+        print(" | ".join(c.ljust(w) if i == 0 else c.rjust(w)
+                         for i, (c, w) in enumerate(zip(cells, widths, strict=True))))
+
+
+def print_batches(rows: list[dict]) -> None:
+    print("\n== batches ==")
+    print(f"{'path':<56} | {'rows':>8} | {'seconds':>8} | {'rows/s':>10} | {'MB up':>6} | served_by")
+    for r in rows:
+        if "error" in r:
+            print(f"{r['path']:<56} | {r['rows']:>8,} | failed: {r['error']}")
+            continue
+        upload = f"{r['upload_mb']:.1f}" if "upload_mb" in r else "-"
+        print(f"{r['path']:<56} | {r['rows']:>8,} | {r['seconds']:8.3f} | {r['rows_per_s']:>10,.0f} | "
+              f"{upload:>6} | {r.get('served_by', '-')}")
+
+
+def _print_breakdown(breakdown: dict, unit: str) -> None:
+    total = breakdown["profiled_ms"]
+    scale, label = (1e-3, "s") if unit == "s" else (1.0, "ms")
+    print(f"{'part':<52} | {label + '/request':>10} | {'% of profiled':>13}")
+    for part in breakdown["parts"]:
+        print(f"{part['part']:<52} | {part['ms'] * scale:10.3f} | {100 * part['ms'] / total:12.1f}%")
+    print(f"{'(profiled total, incl. the test client)':<52} | {total * scale:10.3f} |")
+    print("  most self time:")
+    for entry in breakdown["top_self_ms"][:8]:
+        print(f"  {entry['ms'] * scale:9.3f} {label}  {entry['function']}")
+
+
+def print_profile(profile: dict, p50_ours_ms: float | None) -> None:
+    print(f"\n== where a /api/v1/predict request goes (in process, create_app testing mode, "
+          f"{profile['calls']:,} calls, served_by {profile['served_by']}) ==")
+    print(f"no profiler: WSGI app alone {profile['wsgi_ms']:.3f} ms per request, through the Flask "
+          f"test client {profile['test_client_ms']:.3f} ms")
+    if p50_ours_ms is not None:
+        print(f"gunicorn p50 at c=1 was {p50_ours_ms:.3f} ms: HTTP parsing, gunicorn, a new "
+              f"connection per request and loopback ≈ {p50_ours_ms - profile['wsgi_ms']:.3f} ms")
+    print(f"model alone, one row: ONNX {profile['model_onnx_ms']:.3f} ms, "
+          f"scikit-learn {profile['model_sklearn_ms']:.3f} ms")
+    print("cProfile (it inflates many small calls; compare shares, not absolute figures):")
+    _print_breakdown(profile["predict"], "ms")
+    if "batch" in profile:
+        print(f"\n== where a {profile['batch_rows']:,}-row POST /api/v1/predict/batch goes "
+              f"(in process, Flask test client: {profile['batch_test_client_s']:.2f} s unprofiled) ==")
+        _print_breakdown(profile["batch"], "s")
+
+
+def goals(single: list[dict], batches: list[dict]) -> list[dict]:
+    def find(path: str, concurrency: int) -> dict | None:
+        return next((r for r in single if r["path"].startswith(path)
+                     and r["concurrency"] == concurrency), None)
+
+    lines = []
+    ours1, ours8, theirs8 = find("ours", 1), find("ours", 8), find("mlflow", 8)
+    if ours1:
+        lines.append({"goal": f"single-row p50 <= {GOAL_P50_C1_MS:g} ms at c=1",
+                      "value": f"{ours1['p50_ms']:.2f} ms", "pass": ours1["p50_ms"] <= GOAL_P50_C1_MS})
+    if ours8:
+        lines.append({"goal": f"c=8 >= {GOAL_RPS_C8:,.0f} req/s", "value": f"{ours8['rps']:,.0f} req/s",
+                      "pass": ours8["rps"] >= GOAL_RPS_C8})
+        lines.append({"goal": f"c=8 p99 <= {GOAL_P99_C8_MS:g} ms", "value": f"{ours8['p99_ms']:.2f} ms",
+                      "pass": ours8["p99_ms"] <= GOAL_P99_C8_MS})
+    big = next((r for r in batches if r["path"].startswith("ours") and r["rows"] == 100_000), None)
+    if big:
+        lines.append({"goal": f"100k-row CSV scored and logged through the API <= {GOAL_100K_BATCH_S:g} s",
+                      "value": f"{big['seconds']:.2f} s", "pass": big["seconds"] <= GOAL_100K_BATCH_S})
+    if ours8 and theirs8:
+        lines.append({"goal": "ratio ours / mlflow req/s at c=8 (information)",
+                      "value": f"{ours8['rps'] / theirs8['rps']:.2f}x", "pass": None})
+    return lines
+
+
+def print_goals(lines: list[dict]) -> None:
+    print("\n== goals ==")
+    for line in lines:
+        verdict = {True: "PASS", False: "MISS", None: "INFO"}[line["pass"]]
+        print(f"{verdict}  {line['goal']}: {line['value']}")
+
+
+# ------------------------------------------------------------------------------------------ main
+
+def run(args, tmp: Path) -> dict:
+    for name in STATE_VARIABLES:
+        os.environ.pop(name, None)
+    state = tmp / "state"
+    os.environ["OPCON_HOME"] = str(state)
+    setup_s = {}
+    setup_s["project + data (generate, dvc add, push)"], project = timed(build_project, tmp,
+                                                                         args.train_rows)
+    setup_s["dvc repro (validate, prepare, train, evaluate)"], (params, champion) = timed(
+        train_champion, project)
+    name, schema = params.registry.model_name, params.schema
+    onnx_tag = champion.tags.get("onnx")
+    print(f"champion: {name} version {champion.version} ({params.train.estimator}), "
+          f"ONNX export: {onnx_tag}")
+    for what, seconds in setup_s.items():
+        print(f"  {what:<50} {seconds:7.1f} s")
+
+    api_port, mlflow_port = free_port(), free_port()
+    api_url, mlflow_url = f"http://127.0.0.1:{api_port}", f"http://127.0.0.1:{mlflow_port}"
+    servers: list[subprocess.Popen] = []
+    try:
+        servers.append(start_api(project, state, api_port))
+        servers.append(start_mlflow(state, name, mlflow_port))
+        api_ready = wait_http(f"{api_url}/ready", servers[0], state / "logs" / "api.log", 120)
+        mlflow_ready = wait_http(f"{mlflow_url}/ping", servers[1], state / "logs" / "mlflow-serve.log",
+                                 180)
+        print(f"servers: ours ready in {api_ready:.1f} s, mlflow in {mlflow_ready:.1f} s "
+              "(started together)")
+
+        record = typical_record(api_url)
+        ours_body = json.dumps({"records": [record]})
+        mlflow_body = json.dumps({"dataframe_records": [record]})
+        ours_answer = check_200("ours", f"{api_url}/api/v1/predict", ours_body,
+                                {"Authorization": f"Bearer {TOKEN}"})
+        mlflow_answer = check_200("mlflow", f"{mlflow_url}/invocations", mlflow_body, {})
+        served_by = ours_answer["served_by"]
+        print(f"check: ours 200, version {ours_answer['model']['version']}, served_by {served_by}, "
+              f"prediction {ours_answer['predictions'][0]}")
+        print(f"check: mlflow 200, {mlflow_answer}")
+
+        targets = [
+            {"path": "ours POST /api/v1/predict", "url": f"{api_url}/api/v1/predict",
+             "body": ours_body, "auth": f"Bearer {TOKEN}"},
+            {"path": "mlflow POST /invocations", "url": f"{mlflow_url}/invocations",
+             "body": mlflow_body, "auth": None},
+        ]
+        single = bench_single(targets, args.duration, args.warmup)
+        http_batches, frames = bench_batches_http(api_url, mlflow_url, state, schema,
+                                                  sizes=args.batch_rows, repeats=args.repeats)
+    finally:
+        stop(servers)
+    batches = http_batches + bench_batches_in_process(name, schema, frames, args.repeats)
+    largest = max(frames)
+    profile = None if args.no_profile else profile_app(
+        project, state, record, args.profile_calls,
+        frames[largest].to_csv(index=False, lineterminator="\n").encode())
+    return {"train_rows": args.train_rows, "model": {"name": name, "version": str(champion.version),
+                                                     "estimator": params.train.estimator,
+                                                     "onnx": onnx_tag},
+            "setup_s": setup_s, "served_by": served_by, "record": record,
+            "wrk": {"duration_s": args.duration, "warmup_s": args.warmup},
+            "cpus": os.cpu_count(), "single": single, "batches": batches, "profile": profile}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=float, default=10, help="seconds per wrk run (10)")
+    parser.add_argument("--warmup", type=float, default=2,
+                        help="seconds of discarded wrk load per server first (2)")
+    parser.add_argument("--train-rows", type=int, default=10_000)
+    parser.add_argument("--batch-rows", type=int, nargs="+", default=[10_000, 100_000])
+    parser.add_argument("--repeats", type=int, default=3, help="batch timings: median of (3)")
+    parser.add_argument("--profile-calls", type=int, default=2_000)
+    parser.add_argument("--no-profile", action="store_true")
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        print("wrk is not installed", file=sys.stderr)
+        return 1
+    config.quiet_third_parties()
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    load_before = os.getloadavg()
+    print(f"{os.cpu_count()} CPUs, load average before: " + " ".join(f"{x:.2f}" for x in load_before))
+    with tempfile.TemporaryDirectory(prefix="opcon-bench-serve-") as tmp:
+        result = run(args, Path(tmp))
+    result["load_average_before"] = load_before
+    result["load_average_after"] = os.getloadavg()
+    print("load average after: " + " ".join(f"{x:.2f}" for x in result["load_average_after"]))
+    print_single(result["single"])
+    print_batches(result["batches"])
+    ours_c1 = next((r for r in result["single"] if r["path"].startswith("ours")
+                    and r["concurrency"] == 1), None)
+    if result["profile"]:
+        print_profile(result["profile"], ours_c1 and ours_c1["p50_ms"])
+    result["goals"] = goals(result["single"], result["batches"])
+    print_goals(result["goals"])
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"\nwritten to {RESULTS.relative_to(REPO)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
