@@ -7,6 +7,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ml.schema import Feature as FeatureOut  # the schema's own model describes a feature
+
 SECURITY = [{"bearer": []}]  # every /api/v1 operation needs the bearer token
 
 
@@ -36,17 +38,6 @@ class Ready(BaseModel):
     champion: str | None = None
     queue: str
     reasons: list[str] = []
-
-
-class FeatureOut(BaseModel):
-    name: str
-    type: Literal["number", "category"]
-    description: str = ""
-    unit: str | None = None
-    min: float | None = None
-    max: float | None = None
-    typical: float | str | None = None
-    categories: list[str] | None = None
 
 
 class TargetOut(BaseModel):
