@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ml.schema import Feature as FeatureOut  # the schema's own model describes a feature
 
+MAX_INDEX = 2**31 - 1  # databases keep 64-bit integers at most; no offset, row or version is larger
 SECURITY = [{"bearer": []}]  # every /api/v1 operation needs the bearer token
 
 
@@ -79,7 +80,7 @@ class BatchForm(BaseModel):
 
 
 class VersionPath(BaseModel):
-    version: int = Field(ge=1)
+    version: int = Field(ge=1, le=MAX_INDEX)
 
 
 class PromoteBody(BaseModel):
@@ -144,7 +145,7 @@ class JobQuery(BaseModel):
     kind: Literal["retrain", "data_pull", "validate"] | None = None
     status: Literal["queued", "running", "succeeded", "failed", "cancelled", "interrupted"] | None = None
     limit: int = Field(20, ge=1, le=200)
-    offset: int = Field(0, ge=0)
+    offset: int = Field(0, ge=0, le=MAX_INDEX)
 
 
 class JobPage(BaseModel):
@@ -172,7 +173,7 @@ class DataVersionList(BaseModel):
 class FeedbackItem(BaseModel):
     model_config = ConfigDict(extra="forbid")
     request_id: str = Field(min_length=1, max_length=64)
-    row: int = Field(0, ge=0)
+    row: int = Field(0, ge=0, le=MAX_INDEX)
     label: int | str | bool
 
 

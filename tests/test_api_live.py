@@ -171,3 +171,24 @@ def test_metrics_add_up_across_gunicorn_workers(live):
     text = live.get("/metrics").text
     assert 'served_by="onnx"' in text and "opcon_prediction_latency_seconds_bucket" in text
     assert "flask_http_request_duration_seconds_count" in text
+
+
+def test_a_failed_job_keeps_its_log_and_says_why(live):
+    raw = live.project.raw
+    good = raw.read_bytes()
+    header, first, *rest = good.decode().splitlines()
+    numbers = [f for f in live.project.params.schema.features if f.type == "number"]
+    column = header.split(",").index(numbers[0].name)
+    cells = first.split(",")
+    cells[column] = str(numbers[0].max + 1000)
+    raw.write_text("\n".join([header, ",".join(cells), *rest]) + "\n")
+    try:
+        job_id = live.post("/api/v1/jobs", json={"kind": "validate"}).json()["id"]
+        job = live.wait_job(job_id)
+    finally:
+        raw.write_bytes(good)
+    assert job["status"] == "failed"
+    assert "dvc repro validate" in job["error"]
+    assert f"column `{numbers[0].name}`: 1 value(s) above the allowed" in job["log_tail"]
+    assert job["log_tail"].count("== validate") == 1 and job["finished_at"] is not None
+    assert live.get("/ready").json()["ready"] is True  # the champion is untouched
