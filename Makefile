@@ -15,7 +15,7 @@ export API_WORKERS ?= 2
 JOB_WORKERS ?= 1
 LOGS := $(OPCON_HOME)/logs
 
-.PHONY: help setup data model run mlflow-ui test lint bench clean
+.PHONY: help setup system-packages data model run mlflow-ui test lint bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -31,6 +31,13 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 	@touch $@
 
 setup: $(VENV)/.installed ## create .venv and install the pinned dependencies
+
+# Debian packages the tests and benchmarks drive: the browser, Prometheus and promtool, wrk
+SYSTEM_PACKAGES := chromium:/usr/bin/chromium prometheus:/usr/bin/promtool wrk:/usr/bin/wrk
+system-packages: ## install the Debian packages the tests need when missing (apt-get, as root)
+	@missing=$$(for entry in $(SYSTEM_PACKAGES); do test -x $${entry#*:} || echo $${entry%%:*}; done); \
+	if [ -n "$$missing" ]; then echo "installing $$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; fi
 
 data: setup ## bring the raw data into the workspace (DVC pull or generate), track and push it
 	@$(PY) -m ml.bootstrap
@@ -56,14 +63,13 @@ run: model ## set everything up and start MLflow UI (:5000), the API (:8000) and
 	echo "job worker      $(JOB_WORKERS) thread(s); logs in $(LOGS)   (Ctrl-C stops everything)"; \
 	wait
 
-test: data ## set up and run the whole test suite
+test: data system-packages ## set up and run the whole test suite
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: setup ## ruff
 	$(VENV)/bin/ruff check .
 
-bench: data ## benchmarks (figures printed side by side; needs wrk)
-	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+bench: data system-packages ## benchmarks (figures printed side by side)
 	$(PY) bench/pipeline.py
 	$(PY) bench/serve.py
 

@@ -49,10 +49,16 @@ def new_tracker(country_iso_code: str, project_name: str, measure_power_secs: fl
     logging.getLogger("codecarbon").setLevel(logging.ERROR)
     output = config.emissions_dir() / "codecarbon"
     output.mkdir(parents=True, exist_ok=True)
-    return OfflineEmissionsTracker(country_iso_code=country_iso_code, output_dir=str(output),
-                                   project_name=project_name, log_level="error",
-                                   measure_power_secs=measure_power_secs, save_to_file=True,
-                                   **tracker_options)
+    tracker = OfflineEmissionsTracker(country_iso_code=country_iso_code, output_dir=str(output),
+                                      project_name=project_name, log_level="error",
+                                      measure_power_secs=measure_power_secs, save_to_file=True,
+                                      **tracker_options)
+    # CodeCarbon 3.3 detects the hardware lazily in start(): do it here, where the caller can
+    # overlap it with other work, instead of inside the measured block. A tracker whose
+    # constructor failed lacks the flag; track() reports it when stop() returns None.
+    if hasattr(tracker, "_hardware_initialized"):
+        tracker._ensure_hardware_ready()
+    return tracker
 
 
 @contextlib.contextmanager

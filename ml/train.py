@@ -114,6 +114,14 @@ def _trusted_types(pipeline: Pipeline, x: pd.DataFrame, y: np.ndarray) -> list[s
     return untrusted
 
 
+def _index_installed_packages() -> None:
+    """log_model checks the pinned requirements against MLflow's index of every installed
+    package, built once per process (about a second): build it ahead of time."""
+    from mlflow.utils import requirements_utils
+
+    getattr(requirements_utils, "_init_packages_to_modules_map", lambda: None)()
+
+
 def _confusion_figure(truth, predicted, classes, target):
     import matplotlib
 
@@ -144,8 +152,9 @@ def train(project: Path, params: Params) -> dict:
     from mlflow.models import infer_signature
 
     build_pipeline(params.schema, params.train)  # bad params fail here, before any work
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        # CodeCarbon's hardware detection overlaps the data reads and the MLflow connection
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        # one-off start-up costs overlap the data reads and the MLflow connection
+        pool.submit(_index_installed_packages)
         pending_tracker = pool.submit(emissions.new_tracker, params.emissions.country_iso_code,
                                       params.registry.model_name, params.emissions.measure_power_secs,
                                       **params.emissions.tracker_options)
