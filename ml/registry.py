@@ -104,7 +104,10 @@ def register(model_uri: str, name: str, run_id: str, tags: dict[str, str]) -> st
         mlflow_client.get_registered_model(name)
     except MlflowException:
         mlflow_client.create_registered_model(name, description="Operator Console champion model")
-    version = mlflow_client.create_model_version(name, model_uri, run_id=run_id, tags=tags)
+    # an MLflow server accepts a `models:/m-...` source only with the id of that logged model
+    model_id = model_uri.removeprefix("models:/") if model_uri.startswith("models:/m-") else None
+    version = mlflow_client.create_model_version(name, model_uri, run_id=run_id, tags=tags,
+                                                 model_id=model_id)
     return str(version.version)
 
 

@@ -36,6 +36,8 @@ def git_commit() -> str:
     def git(*args: str) -> str:
         return subprocess.run(["git", *args], cwd=config.REPO_ROOT, capture_output=True,
                               text=True, check=True).stdout.strip()
+    if commit := os.environ.get("OPCON_GIT_COMMIT"):  # an image built without .git
+        return commit
     try:
         commit = git("rev-parse", "HEAD")
         dirty = bool(git("status", "--porcelain", "--untracked-files=no", "--", "ml"))
