@@ -12,6 +12,10 @@ MLFLOW_PORT ?= 5000
 export API_HOST ?= 127.0.0.1
 export API_PORT ?= 8000
 export API_WORKERS ?= 2
+UI_HOST ?= 127.0.0.1
+UI_PORT ?= 8501
+export OPCON_API_URL ?= http://$(API_HOST):$(API_PORT)
+export OPCON_MLFLOW_UI_URL ?= http://$(MLFLOW_HOST):$(MLFLOW_PORT)
 JOB_WORKERS ?= 1
 LOGS := $(OPCON_HOME)/logs
 
@@ -45,7 +49,7 @@ data: setup ## bring the raw data into the workspace (DVC pull or generate), tra
 model: setup ## data, then train and register a first champion if there is none
 	@$(PY) -m ml.bootstrap --train
 
-run: model ## set everything up and start MLflow UI (:5000), the API (:8000) and a job worker
+run: model ## set everything up and start the console (:8501), MLflow UI (:5000), the API (:8000), a job worker
 	@mkdir -p $(LOGS)
 	@$(PY) -c "from control_api.settings import ensure_token, token_path; from ml.config import state_dir; \
 		ensure_token(state_dir()); print('API token      ', token_path(state_dir()), '(or set OPCON_API_TOKEN)')"
@@ -56,8 +60,12 @@ run: model ## set everything up and start MLflow UI (:5000), the API (:8000) and
 	PROMETHEUS_MULTIPROC_DIR=$(OPCON_HOME)/prometheus $(VENV)/bin/gunicorn -c control_api/gunicorn_conf.py \
 		'control_api:create_app()' > $(LOGS)/api.log 2>&1 & \
 	$(PY) -m control_api.jobs.worker --workers $(JOB_WORKERS) > $(LOGS)/worker.log 2>&1 & \
+	$(VENV)/bin/streamlit run ui/streamlit_app.py --server.address $(UI_HOST) --server.port $(UI_PORT) \
+		--server.headless true --browser.gatherUsageStats false > $(LOGS)/ui.log 2>&1 & \
 	for i in $$(seq 1 120); do curl -fs -o /dev/null http://$(API_HOST):$(API_PORT)/ready && \
-		curl -fs -o /dev/null http://$(MLFLOW_HOST):$(MLFLOW_PORT)/health && break; sleep 1; done; \
+		curl -fs -o /dev/null http://$(MLFLOW_HOST):$(MLFLOW_PORT)/health && \
+		curl -fs -o /dev/null http://$(UI_HOST):$(UI_PORT)/_stcore/health && break; sleep 1; done; \
+	echo "console (UI)    http://$(UI_HOST):$(UI_PORT)"; \
 	echo "MLflow UI       http://$(MLFLOW_HOST):$(MLFLOW_PORT)"; \
 	echo "control API     http://$(API_HOST):$(API_PORT)  (docs: /docs, ready: /ready)"; \
 	echo "job worker      $(JOB_WORKERS) thread(s); logs in $(LOGS)   (Ctrl-C stops everything)"; \

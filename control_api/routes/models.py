@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from flask_openapi3 import APIBlueprint, Tag
+from pydantic import BaseModel
 
 from control_api.errors import APIError
 from control_api.models import SECURITY, ErrorBody, ModelList, PromoteBody, PromoteOut, VersionPath
@@ -12,6 +13,12 @@ from ml import registry
 from ml.errors import RegistryError
 
 TAG = Tag(name="models", description="Registered model versions, promotion, rollback")
+CARD_ARTIFACT = "model_card"  # the run artifact whose name contains this is the version's model card
+
+
+class ModelCardOut(BaseModel):
+    version: str
+    markdown: str
 
 
 def _float(value) -> float | None:
@@ -38,6 +45,21 @@ def describe_version(version, runs, aliases: dict[str, str]) -> dict:
     }
 
 
+def model_card(client, run_id: str | None) -> str | None:
+    """The Markdown model card logged with the run, or None when the run has none."""
+    from mlflow.artifacts import load_text
+    from mlflow.exceptions import MlflowException
+
+    if not run_id:
+        return None
+    try:
+        names = [a.path for a in client.list_artifacts(run_id) if not a.is_dir]
+        card = next((n for n in sorted(names) if CARD_ARTIFACT in n.rsplit("/", 1)[-1]), None)
+        return None if card is None else load_text(f"runs:/{run_id}/{card}")
+    except MlflowException:  # the run or its artifacts are gone
+        return None
+
+
 def blueprint(services) -> APIBlueprint:
     bp = APIBlueprint("models", __name__, url_prefix="/api/v1", abp_tags=[TAG],
                       abp_responses={401: ErrorBody, 422: ErrorBody}, abp_security=SECURITY)
@@ -56,6 +78,23 @@ def blueprint(services) -> APIBlueprint:
         champion = aliases.get(registry.CHAMPION)
         return {"name": name, "champion": None if champion is None else str(champion),
                 "versions": [describe_version(v, runs, aliases) for v in versions]}
+
+    @bp.get("/models/<int:version>/card", responses={200: ModelCardOut, 404: ErrorBody})
+    def card(path: VersionPath):
+        """The model card of a version (Markdown): intended use, data, metrics, threshold, emissions."""
+        from mlflow.exceptions import MlflowException
+
+        client = registry.client()
+        try:
+            version = client.get_model_version(name, str(path.version))
+        except MlflowException:
+            raise APIError(404, f"model `{name}` has no version {path.version}",
+                           [{"field": "version", "problem": "no such version"}]) from None
+        markdown = model_card(client, version.run_id)
+        if markdown is None:
+            raise APIError(404, f"version {path.version} has no model card",
+                           [{"field": "version", "problem": "its MLflow run has no model card"}])
+        return {"version": str(path.version), "markdown": markdown}
 
     @bp.post("/models/<int:version>/promote", responses={200: PromoteOut, 404: ErrorBody})
     def promote(path: VersionPath, body: PromoteBody):

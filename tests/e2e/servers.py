@@ -1,0 +1,154 @@
+"""The console's back end and front end on free loopback ports, for UI tests and the UI benchmark.
+
+`Backend`: a trained project (tests/conftest.py `build_project` + `dvc repro`) served by the API
+under gunicorn with one job worker (tests/live.py `Services`). `Console`: `streamlit run
+ui/streamlit_app.py` pointed at that API. `chromium`: Debian's Chromium driven by Playwright.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import requests
+
+from ml.config import REPO_ROOT
+from tests.conftest import build_project
+from tests.live import TOKEN, Services, free_port
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+VIEWPORT = {"width": 1280, "height": 800}
+
+
+def start_backend(root: Path, rows: int = 2000) -> Services:
+    """A trained champion behind a ready API and a job worker. OPCON_HOME must point under `root`."""
+    project = build_project(root, rows=rows)
+    project.dvc("repro")
+    project.git_commit("first model")
+    services = Services(project.path, project.state)
+    services.project = project
+    services.start_api()
+    services.start_worker()
+    try:
+        services.wait_ready()
+    except BaseException:
+        services.stop()
+        raise
+    return services
+
+
+def console_env(services: Services, api_url: str | None = None,
+                mlflow_ui: str = "http://127.0.0.1:5000") -> dict[str, str]:
+    """What the console reads: the API's address and token, the MLflow UI for links."""
+    return {"OPCON_API_URL": api_url or services.url, "OPCON_API_TOKEN": TOKEN,
+            "OPCON_HOME": str(services.project.state), "OPCON_MLFLOW_UI_URL": mlflow_ui}
+
+
+class Console:
+    """`streamlit run ui/streamlit_app.py`, headless, on a free loopback port."""
+
+    def __init__(self, services: Services, api_url: str | None = None):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = services.logs / "streamlit.log"
+        self.env = {**os.environ, **console_env(services, api_url)}
+        self.process: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 60) -> Console:
+        log = open(self.log_path, "ab")  # noqa: SIM115 - lives as long as the process
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", "ui/streamlit_app.py", "--server.headless", "true",
+             "--server.port", str(self.port), "--server.address", "127.0.0.1",
+             "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
+            cwd=REPO_ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError(f"streamlit exited:\n{self.tail()}")
+            try:
+                if requests.get(f"{self.url}/_stcore/health", timeout=2).text == "ok":
+                    return self
+            except requests.RequestException:  # not listening yet
+                pass
+            time.sleep(0.3)
+        self.stop()
+        raise AssertionError(f"streamlit did not start:\n{self.tail()}")
+
+    def tail(self, lines: int = 40) -> str:
+        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+
+
+def start_streamlit(services: Services, api_url: str | None = None) -> Console:
+    return Console(services, api_url).start()
+
+
+class Forwarder:
+    """A TCP forwarder from a free loopback port to the API: `stop()` takes the API away from the
+    console (open connections are cut), `start()` brings it back on the same address."""
+
+    def __init__(self, target_port: int):
+        self.target_port, self.port = target_port, free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.listener: socket.socket | None = None
+        self.open: list[socket.socket] = []
+
+    def start(self) -> Forwarder:
+        self.listener = socket.create_server(("127.0.0.1", self.port))
+        threading.Thread(target=self._accept, args=(self.listener,), daemon=True).start()
+        return self
+
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:  # the listener was closed
+                return
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            except OSError:
+                client.close()
+                continue
+            self.open += [client, upstream]
+            for source, sink in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
+
+    @staticmethod
+    def _pump(source: socket.socket, sink: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                sink.sendall(data)
+        for end in (source, sink):
+            with contextlib.suppress(OSError):
+                end.shutdown(socket.SHUT_RDWR)
+
+    def stop(self) -> None:
+        if self.listener is not None:
+            self.listener.close()
+        for connection in self.open:
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
+            connection.close()
+        self.open = []
+
+
+def chromium(playwright):
+    return playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)

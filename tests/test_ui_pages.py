@@ -1,0 +1,376 @@
+"""Every console page through Streamlit's AppTest, against a real API (gunicorn + a job worker) on a
+trained project in a temp state dir. Nothing is mocked; feature names come from GET /schema.
+
+The tests run in file order: the later ones register a second version, promote it and roll back,
+and start (then cancel) a retrain.
+"""
+
+from __future__ import annotations
+
+import ast
+import io
+
+import pandas as pd
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from control_api.db import connect
+from control_api.routes.feedback import labels as feedback_labels
+from ml import registry
+from ml.config import REPO_ROOT
+from ml.generate import generate
+from monitoring.prediction_log import PredictionLog
+from tests.e2e.servers import console_env, start_backend
+from tests.live import free_port
+
+pytestmark = pytest.mark.live
+
+APP = REPO_ROOT / "ui" / "streamlit_app.py"
+TITLES = {"predict": "Predict", "batch": "Batch scoring", "retrain": "Retrain", "models": "Models",
+          "data": "Data", "jobs": "Jobs"}
+
+
+@pytest.fixture(scope="module")
+def backend(module_state):
+    services = start_backend(module_state)
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in console_env(services).items():
+            patch.setenv(name, value)
+        yield services
+    services.stop()
+
+
+@pytest.fixture(scope="module")
+def api_schema(backend) -> dict:
+    return backend.get("/api/v1/schema").json()
+
+
+def open_page(page: str) -> AppTest:
+    app = AppTest.from_file(APP, default_timeout=60).run()
+    if page != "predict":  # the default page
+        app.switch_page(f"app_pages/{page}.py").run()
+    assert not app.exception, [e.value for e in app.exception]
+    return app
+
+
+def button(app: AppTest, label: str):
+    found = [b for b in app.button if b.label == label]
+    assert len(found) == 1, [b.label for b in app.button]
+    return found[0]
+
+
+def metric(app: AppTest, label: str) -> str:
+    return next(m.value for m in app.metric if m.label == label)
+
+
+def errors(app: AppTest) -> list[str]:
+    return [e.value for e in app.main.error]
+
+
+def table_with(app: AppTest, column: str) -> pd.DataFrame:
+    found = [d.value for d in app.dataframe if column in d.value.columns]
+    assert len(found) == 1, [list(d.value.columns) for d in app.dataframe]
+    return found[0]
+
+
+def numeric(api_schema: dict) -> list[dict]:
+    return [f for f in api_schema["features"] if f["type"] == "number" and f.get("max") is not None]
+
+
+def retrain_jobs(backend) -> list[dict]:
+    return backend.get("/api/v1/jobs", params={"kind": "retrain", "limit": 200}).json()["items"]
+
+
+# -- every page --------------------------------------------------------------------------------
+
+def test_the_console_reaches_the_rest_of_the_system_only_over_http():
+    forbidden = {"control_api", "ml", "monitoring"}
+    for path in (REPO_ROOT / "ui").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            assert not {n.split(".")[0] for n in names} & forbidden, (path, names)
+
+
+@pytest.mark.parametrize("page", list(TITLES))
+def test_every_page_renders_its_title_and_help_without_an_error(backend, page):
+    app = open_page(page)
+    assert [t.value for t in app.title] == [TITLES[page]]
+    assert app.caption and len(app.caption[0].value) > 40  # one line of help under the title
+    assert errors(app) == []
+    status = app.sidebar.success
+    assert len(status) == 1 and "version 1" in status[0].value
+
+
+def test_an_unreachable_api_is_one_line_per_page_and_the_pages_recover(backend, monkeypatch):
+    monkeypatch.setenv("OPCON_API_URL", f"http://127.0.0.1:{free_port()}")
+    apps = {}
+    for page in TITLES:
+        app = apps[page] = open_page(page)
+        assert len(errors(app)) == 1, (page, errors(app))
+        assert "not reachable" in errors(app)[0] and "reloads by itself" in errors(app)[0]
+        assert "unreachable" in app.sidebar.error[0].value
+        assert app.session_state["api_state"] == "unreachable"
+    monkeypatch.setenv("OPCON_API_URL", backend.url)
+    for page, app in apps.items():
+        app.run()
+        assert not app.exception and errors(app) == [], (page, errors(app))
+        assert [t.value for t in app.title] == [TITLES[page]]
+        assert app.session_state["api_state"] == "ready"
+
+
+# -- predict -----------------------------------------------------------------------------------
+
+def test_the_form_has_an_input_for_every_schema_field(backend, api_schema):
+    app = open_page("predict")
+    for feature in api_schema["features"]:
+        key = f"feature_{feature['name']}"
+        if feature["type"] == "category":
+            widget = app.selectbox(key=key)
+            assert widget.options == feature["categories"]
+            assert widget.value == feature.get("typical", feature["categories"][0])
+            continue
+        widget = app.number_input(key=key)
+        assert (widget.min, widget.max) == (feature.get("min"), feature.get("max"))
+        assert widget.value == feature["typical"]
+        if feature.get("unit"):
+            assert widget.label.endswith(f"({feature['unit']})")
+        assert f"`{feature['name']}`" in widget.help
+    assert len(app.number_input) + len(app.selectbox) == len(api_schema["features"])
+
+
+def test_predict_shows_the_champions_answer_and_takes_feedback(backend, api_schema):
+    app = open_page("predict")
+    button(app, "Predict").click().run()
+    assert not app.exception and errors(app) == []
+    result = app.session_state["prediction"]
+    record = {f["name"]: f["typical"] for f in api_schema["features"]}
+    assert result["record"] == record
+    direct = backend.post("/api/v1/predict", json={"records": [record]}).json()["predictions"][0]
+    shown = result["predictions"][0]
+    assert shown["probability"] == pytest.approx(direct["probability"], abs=1e-9)
+    assert metric(app, "Predicted outcome") == direct["label_text"]
+    caption = " ".join(c.value for c in app.caption)
+    assert result["request_id"] in caption and "version **1**" in caption
+    assert f"{direct['threshold'] * 100:.1f} %" in " ".join(m.value for m in app.markdown)
+    assert len(PredictionLog(backend.project.state / "predictions").find(result["request_id"])) == 1
+
+    truth = api_schema["target"]["classes"][-1]
+    app.selectbox(key="true_outcome").set_value(truth)
+    button(app, "Send feedback").click().run()
+    assert not app.exception and errors(app) == []
+    assert any("Recorded" in s.value for s in app.success)
+    given = feedback_labels(connect(f"sqlite:///{backend.project.state / 'opcon.db'}"))
+    assert [(g["request_id"], g["row"], g["label"]) for g in given] == [(result["request_id"], 0, truth)]
+
+
+def test_an_out_of_range_value_never_reaches_the_api(backend, api_schema):
+    """The inputs carry the schema's bounds: Streamlit refuses a value outside them (the browser test
+    sees the field marked invalid), so what is sent stays in range."""
+    feature = numeric(api_schema)[0]
+    app = open_page("predict")
+    app.number_input(key=f"feature_{feature['name']}").set_value(feature["max"] + 1)
+    button(app, "Predict").click().run()
+    assert not app.exception and errors(app) == []
+    sent = app.session_state["prediction"]["record"][feature["name"]]
+    assert feature["min"] <= sent <= feature["max"]
+    request_id = app.session_state["prediction"]["request_id"]
+    logged = PredictionLog(backend.project.state / "predictions").find(request_id)
+    assert logged[feature["name"]].tolist() == [sent]
+
+
+def test_an_api_refusal_is_shown_under_the_field_it_names(backend, api_schema):
+    """A schema that went stale in the session (wider than the API's) lets a value through the form:
+    the API's 422 names the field and the page puts its problem under that field's input."""
+    feature = numeric(api_schema)[-1]
+    app = open_page("predict")
+    widened = {**feature, "max": feature["max"] * 10 + 10}
+    stale = {**api_schema, "features": [widened if f is feature else f for f in api_schema["features"]]}
+    app.session_state["schema"] = stale
+    app.run()
+    widget = app.number_input(key=f"feature_{feature['name']}")
+    widget.set_value(feature["max"] * 10 + 5)
+    button(app, "Predict").click().run()
+    assert not app.exception and "prediction" not in app.session_state
+    shown = errors(app)
+    assert len(shown) == 2 and "Not scored" in shown[1], shown
+    assert "less than or equal" in shown[0] and f"{feature['max']:g}" in shown[0], shown
+    column = next(c for c in app.columns if any(getattr(e, "key", None) == widget.key
+                                                 for e in c.children.values()))
+    inside = list(column.children.values())
+    position = next(i for i, e in enumerate(inside) if getattr(e, "key", None) == widget.key)
+    assert inside[position + 1].type == "error" and inside[position + 1].value == shown[0]
+
+
+# -- batch -------------------------------------------------------------------------------------
+
+def upload(app: AppTest, content: bytes, name: str = "machines.csv") -> AppTest:
+    app.file_uploader[0].set_value((name, content, "text/csv")).run()
+    assert not app.exception
+    return app
+
+
+def test_a_batch_upload_gives_a_summary_and_the_scored_csv_to_download(backend, api_schema):
+    original = generate(300, 11, first_id=100_001)
+    content = original.to_csv(index=False).encode()
+    app = upload(open_page("batch"), content)
+    preview = app.dataframe[0].value
+    assert list(preview.columns) == list(original.columns) and len(preview) == 10
+    button(app, "Score “machines.csv”").click().run()
+    assert not app.exception and errors(app) == []
+
+    scored_file = app.session_state["batch_result"]["scored"]
+    scored = pd.read_csv(io.BytesIO(scored_file.content))
+    assert len(scored) == 300
+    assert list(scored.columns[:len(original.columns)]) == list(original.columns)
+    assert {"prediction_label", "prediction_probability"} <= set(scored.columns)
+    target = api_schema["target"]
+    share = (scored["prediction_label"] == target["positive"]).mean()
+    assert metric(app, "Rows scored") == "300"
+    assert metric(app, f"Predicted “{target['labels'][str(target['positive'])]}”") == f"{share * 100:.1f} %"
+    assert metric(app, "Model version") == "v1"
+    downloads = app.get("download_button")
+    assert [d.label for d in downloads] == ["Download scored CSV"]
+    assert scored_file.file_name == f"scored-{scored_file.request_id}.csv"
+    assert len(PredictionLog(backend.project.state / "predictions").find(scored_file.request_id)) == 300
+    assert len(app.get("plotly_chart")) == 1
+
+
+def test_a_bad_batch_names_the_missing_column_and_the_invalid_rows(backend, api_schema):
+    missing = api_schema["features"][-1]["name"]
+    bad = next(f for f in numeric(api_schema) if f["name"] != missing)
+    frame = generate(50, 12, first_id=200_001).drop(columns=[missing])
+    frame.loc[[2, 5], bad["name"]] = bad["max"] + 100
+    app = upload(open_page("batch"), frame.to_csv(index=False).encode(), "bad.csv")
+    button(app, "Score “bad.csv”").click().run()
+    assert not app.exception
+    assert errors(app) == ["The CSV has invalid rows or columns"]
+    problems = table_with(app, "problem").set_index("column")
+    assert problems.loc[missing, "problem"] == "column is missing"
+    assert problems.loc[bad["name"], "problem"].startswith("outside the allowed")
+    assert problems.loc[bad["name"], "rows affected"] == 2
+    assert problems.loc[bad["name"], "first rows"] == "3, 6"  # data rows, counted from 1
+    assert "batch_result" not in app.session_state and not app.get("download_button")
+
+
+# -- models ------------------------------------------------------------------------------------
+
+def test_models_lists_the_registry_and_shows_a_versions_card_and_links(backend):
+    listing = backend.get("/api/v1/models").json()
+    version = listing["versions"][0]
+    app = open_page("models")
+    table = app.dataframe[0].value
+    assert table["version"].tolist() == [1] and table["aliases"].tolist() == ["champion"]
+    primary = version["promotion"]["metric"]
+    assert table["primary metric"][0] == pytest.approx(version["metrics"][f"test_{primary}"])
+    assert table["F1"][0] == pytest.approx(version["metrics"]["test_f1"])
+    assert table["threshold"][0] == pytest.approx(version["threshold"])
+    assert version["data_version"].startswith(table["data version"][0])
+    card = backend.get("/api/v1/models/1/card").json()["markdown"]
+    assert any(m.value.startswith("#### Model card:") and version["run_id"] in m.value for m in app.markdown)
+    assert card.startswith("# Model card:")
+    urls = [b.proto.url for b in app.get("link_button")]
+    assert urls == [f"http://127.0.0.1:5000/#/runs/{version['run_id']}",
+                    f"http://127.0.0.1:5000/#/models/{listing['name']}/versions/1"]
+    assert len(app.get("plotly_chart")) == 1
+
+
+# -- data --------------------------------------------------------------------------------------
+
+def test_data_lists_versions_and_explains_a_rejected_batch(backend, api_schema):
+    before = backend.get("/api/v1/datasets").json()
+    app = open_page("data")
+    table = app.dataframe[0].value
+    assert table["rows"].tolist() == [v["rows"] for v in before["versions"]]
+    assert table["validation"][0] == "passed" and table["current"][0] == "●"
+    target = api_schema["target"]
+    shares = [table[target["labels"].get(str(c), str(c))][0] for c in target["classes"]]
+    assert sum(shares) == pytest.approx(100)
+
+    frame = generate(20, 13, first_id=300_001)
+    frame[target["name"]] = 7  # not a class of the target
+    app.file_uploader(key="dataset_file").set_value(("labels.csv", frame.to_csv(index=False).encode(),
+                                                     "text/csv")).run()
+    button(app, "Validate and add as a new version").click().run()
+    assert not app.exception
+    assert errors(app) == ["The batch failed validation; nothing was changed"]
+    assert target["name"] in table_with(app, "problem")["column"].tolist()
+    assert backend.get("/api/v1/datasets").json() == before
+
+
+def test_data_pull_runs_as_a_job_and_reports_the_version(backend):
+    app = open_page("data")
+    button(app, "Pull data (dvc pull)").click().run()
+    job_id = app.session_state["data_pull_job_id"]
+    job = backend.wait_job(job_id, timeout=120)
+    assert job["status"] == "succeeded", job
+    app.run()
+    assert not app.exception
+    pulled = job["result"]["data_version"][:10]
+    assert any(f"Pulled data version `{pulled}`" in s.value for s in app.success)
+
+
+# -- retrain, jobs, promotion ------------------------------------------------------------------
+
+def test_retrain_starts_exactly_one_job_and_a_reopened_page_finds_it(backend):
+    before = len(retrain_jobs(backend))
+    app = open_page("retrain")
+    button(app, "Retrain now").click().run()
+    jobs = retrain_jobs(backend)
+    assert len(jobs) == before + 1
+    job_id = jobs[0]["id"]
+    assert app.session_state["retrain_job_id"] == job_id
+
+    button(app, "Retrain now").click().run()  # while it runs: the same job, no second one
+    assert len(retrain_jobs(backend)) == before + 1
+    assert any("already" in i.value and job_id[:8] in i.value for i in app.info)
+
+    reopened = open_page("retrain")  # a new session knows nothing: it asks the API
+    assert reopened.session_state["retrain_job_id"] == job_id
+    assert any(f"`{job_id[:8]}`" in m.value and "retrain job" in m.value for m in reopened.markdown)
+    assert len(reopened.get("progress")) == 1
+
+    assert backend.post(f"/api/v1/jobs/{job_id}/cancel").status_code == 200  # spare the CPU
+    assert backend.wait_job(job_id)["status"] == "cancelled"
+    reopened.run()
+    assert any("The retrain cancelled" in e and "Nothing was promoted" in e for e in errors(reopened))
+
+
+def test_jobs_filters_and_shows_the_log_of_a_job(backend):
+    app = open_page("jobs")
+    table = app.dataframe[0].value
+    assert {"retrain", "data_pull"} <= set(table["kind"]) and "cancelled" in set(table["status"])
+    assert any("== pull" in c.value for c in app.code)  # the newest job's log
+
+    app.selectbox(key="job_kind").set_value("retrain").run()
+    assert set(app.dataframe[0].value["kind"]) == {"retrain"}
+    app.selectbox(key="job_status").set_value("succeeded").run()
+    assert not app.dataframe and any("No job matches" in i.value for i in app.info)
+
+
+def test_promote_and_roll_back_each_ask_for_confirmation(backend):
+    name = backend.get("/api/v1/models").json()["name"]
+    client = registry.client()
+    first = client.get_model_version(name, "1")
+    second = str(client.create_model_version(name, first.source, run_id=first.run_id).version)
+    app = open_page("retrain")
+    chooser = next(s for s in app.selectbox if s.label == "Version to promote")
+    chooser.set_value(next(o for o in chooser.options if o.startswith(f"v{second} "))).run()
+    app.text_input(key="promotion_reason").set_value("approved in the console test").run()
+
+    button(app, f"Promote v{second}…").click().run()
+    assert any(f"Make **v{second}** the champion" in w.value for w in app.warning)
+    button(app, "Cancel").click().run()
+    assert not app.warning and str(registry.champion(name).version) == "1"
+
+    button(app, f"Promote v{second}…").click().run()
+    button(app, "Yes, do it").click().run()
+    assert not app.exception
+    assert [s.value for s in app.main.success] == [f"Version {second} is the champion now."]
+    assert str(registry.champion(name).version) == second
+
+    button(app, "Roll back to the previous champion…").click().run()
+    assert any("Roll back from **v" in w.value for w in app.warning)
+    button(app, "Yes, do it").click().run()
+    assert [s.value for s in app.main.success] == ["Rolled back: version 1 is the champion again."]
+    assert str(registry.champion(name).version) == "1"

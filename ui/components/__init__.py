@@ -1,0 +1,1 @@
+"""Building blocks shared by the pages: API session, forms, charts, job progress, errors."""
