@@ -19,10 +19,10 @@ export OPCON_MLFLOW_UI_URL ?= http://$(MLFLOW_HOST):$(MLFLOW_PORT)
 JOB_WORKERS ?= 1
 LOGS := $(OPCON_HOME)/logs
 
-.PHONY: help setup system-packages data model run mlflow-ui test lint bench clean
+.PHONY: help setup system-packages data model run mlflow-ui test lint bench screenshots clean
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	@command -v git >/dev/null || (apt-get update -qq && apt-get install -y -qq git)
@@ -80,6 +80,11 @@ lint: setup ## ruff
 bench: data system-packages ## benchmarks (figures printed side by side)
 	$(PY) bench/pipeline.py
 	$(PY) bench/serve.py
+	$(PY) bench/drift.py
+	$(PY) bench/ui.py
+
+screenshots: data system-packages ## regenerate docs/screenshots with the browser test
+	OPCON_UPDATE_SCREENSHOTS=1 $(PY) -m pytest tests/e2e -q
 
 clean: ## remove the virtualenv and the default state dir
 	rm -rf $(VENV) .opcon
