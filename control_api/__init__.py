@@ -36,7 +36,18 @@ def create_app(config: dict | None = None):
     from control_api import auth, errors, metrics
     from control_api import settings as settings_module
     from control_api.errors import pydantic_details
-    from control_api.routes import datasets, feedback, health, jobs, models, predict, schema
+    from control_api.routes import (
+        datasets,
+        emissions,
+        feedback,
+        health,
+        jobs,
+        models,
+        predict,
+        predictions,
+        reports,
+        schema,
+    )
     from control_api.services import Services
 
     config = dict(config or {})
@@ -61,8 +72,9 @@ def create_app(config: dict | None = None):
     app.extensions["opcon"] = services
     errors.register(app)
     auth.register(app, settings.api_token)
-    services.metrics = metrics.register(app, settings.testing)
-    for module in (health, schema, predict, models, datasets, feedback, jobs):
+    services.metrics = metrics.register(app, services)
+    for module in (health, schema, predict, predictions, models, datasets, feedback, jobs, reports,
+                   emissions):
         app.register_api(module.blueprint(services))
 
     @app.get("/openapi.json", doc_ui=False)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ml.schema import Feature as FeatureOut  # the schema's own model describes a feature
+from monitoring.reports import ID_PATTERN
 
 MAX_INDEX = 2**31 - 1  # databases keep 64-bit integers at most; no offset, row or version is larger
 SECURITY = [{"bearer": []}]  # every /api/v1 operation needs the bearer token
@@ -112,17 +113,54 @@ class PromoteOut(BaseModel):
     champion: str
 
 
+JOB_KINDS = Literal["retrain", "data_pull", "validate", "drift_report"]
+JOB_STATUSES = Literal["queued", "running", "succeeded", "failed", "cancelled", "interrupted"]
+
+
 class JobKind(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    kind: Literal["retrain", "data_pull", "validate"]
-    params: dict[str, Any] = {}
+    kind: JOB_KINDS
+    params: dict[str, Any] = Field({}, description="only `drift_report` takes params: see DriftWindow")
     reason: str = Field("requested through the API", max_length=500)
+
+
+class DriftWindow(BaseModel):
+    """The rows of the prediction log a drift report looks at: the last N, or a time range
+    (`until` defaults to when the job runs). Neither: the last OPCON_DRIFT_WINDOW_ROWS rows."""
+
+    model_config = ConfigDict(extra="forbid")
+    last_rows: int | None = Field(None, ge=1, le=100_000_000)
+    since: datetime | None = None
+    until: datetime | None = None
+
+    @field_validator("since", "until")
+    @classmethod
+    def _in_utc(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)  # a time without an offset is UTC, as everywhere here
+        return value if value is None else value.astimezone(UTC)
+
+    @model_validator(mode="after")
+    def _one_form(self) -> DriftWindow:
+        if self.last_rows is not None and (self.since or self.until):
+            raise ValueError("give either `last_rows` or `since` (and `until`), not both")
+        if self.until is not None and self.since is None:
+            raise ValueError("`until` needs `since`")
+        if self.since and self.until and self.since >= self.until:
+            raise ValueError("`since` must be before `until`")
+        return self
+
+    def as_params(self, default_rows: int) -> dict:
+        if self.since is not None:
+            window = {"since": self.since.isoformat()}
+            return window | ({"until": self.until.isoformat()} if self.until else {})
+        return {"last_rows": self.last_rows or default_rows}
 
 
 class JobOut(BaseModel):
     id: str
     kind: str
-    status: Literal["queued", "running", "succeeded", "failed", "cancelled", "interrupted"]
+    status: JOB_STATUSES
     params: dict[str, Any]
     reason: str
     step: str | None
@@ -142,8 +180,8 @@ class JobPath(BaseModel):
 
 class JobQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    kind: Literal["retrain", "data_pull", "validate"] | None = None
-    status: Literal["queued", "running", "succeeded", "failed", "cancelled", "interrupted"] | None = None
+    kind: JOB_KINDS | None = None
+    status: JOB_STATUSES | None = None
     limit: int = Field(20, ge=1, le=200)
     offset: int = Field(0, ge=0, le=MAX_INDEX)
 
@@ -184,3 +222,102 @@ class FeedbackBody(BaseModel):
 
 class FeedbackOut(BaseModel):
     accepted: int
+
+
+class PageQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    limit: int = Field(20, ge=1, le=200)
+    offset: int = Field(0, ge=0, le=MAX_INDEX)
+
+
+class ReportPath(BaseModel):
+    report_id: str = Field(pattern=ID_PATTERN, max_length=40,
+                           description="a report id, e.g. 20250101T120000000000Z-1a2b3c")
+
+
+class ColumnDriftOut(BaseModel):
+    name: str
+    drifted: bool
+    test: str = Field(description="Evidently's drift test for this column")
+    statistic: float | None = Field(description="the test's score (a distance, or a p-value)")
+    threshold: float
+
+
+class ReportOut(BaseModel):
+    id: str
+    created: datetime
+    window: dict[str, Any] = Field(description="last_rows or since/until, rows, first/last row "
+                                               "time, model versions seen")
+    model_version: str = Field(description="the champion whose reference the window is compared to")
+    reference: dict[str, Any]
+    dataset_drift: bool
+    drift_share: float
+    drift_share_threshold: float
+    drifted_columns: list[str]
+    columns: list[ColumnDriftOut]
+    prediction_drift: dict[str, Any]
+    quality: dict[str, Any] | None = Field(description="classification quality on the rows with "
+                                                       "feedback, null without feedback")
+    distributions: dict[str, dict[str, Any]] = Field(
+        {}, description="per column, both sides' share of rows per bin (edges) or per category")
+    html: dict[str, Any] | None = None
+    job_id: str | None = None
+    reason: str | None = None
+    timings: dict[str, float] = {}
+
+
+class ReportPage(BaseModel):
+    items: list[ReportOut]
+    total: int
+    limit: int
+    offset: int
+
+
+class EmissionsRun(BaseModel):
+    timestamp: datetime
+    run_id: str
+    model_name: str
+    model_version: str | None = Field(description="the registered version trained by this run")
+    estimator: str | None
+    rows: int | None = Field(description="training rows")
+    duration_s: float | None
+    energy_kwh: float | None
+    emissions_kg_co2eq: float | None
+    cpu_power_w: float | None
+    ram_power_w: float | None
+    tracking_mode: Literal["measured", "estimated", "unknown"]
+    tracking_detail: str = Field(description="CodeCarbon's devices and how each was read")
+    country_iso_code: str | None
+    primary_metric: str
+    primary_metric_value: float | None = Field(description="the run's test score on the metric")
+
+
+class EmissionsOut(BaseModel):
+    items: list[EmissionsRun]
+    total_emissions_kg_co2eq: float
+    total_energy_kwh: float
+    primary_metric: str
+
+
+class PredictionsQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    minutes: int = Field(60, ge=1, le=1440)
+
+
+class MinuteCounts(BaseModel):
+    minute: datetime
+    total: int
+    labels: dict[str, int]
+
+
+class PredictionsSummary(BaseModel):
+    minutes: int
+    since: datetime
+    until: datetime
+    total: int
+    labels: dict[str, int]
+    positive_class: str | None
+    positive_rate: float | None
+    model_versions: dict[str, int]
+    served_by: dict[str, int]
+    per_minute: list[MinuteCounts]

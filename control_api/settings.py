@@ -11,7 +11,11 @@ from ml import config as ml_config
 
 
 def _env_float(name: str, default: float) -> float:
-    return float(os.environ.get(name, default))
+    return float(os.environ.get(name) or default)
+
+
+def _env_int(name: str, default: int) -> int:
+    return int(os.environ.get(name) or default)
 
 
 @dataclasses.dataclass
@@ -29,7 +33,24 @@ class Settings:
     max_batch_rows: int = 1_000_000
     max_upload_bytes: int = 512 * 1024 * 1024
     job_heartbeat_seconds: float = 5.0
+    # drift reports: a scheduled one every interval (0: none); the seconds form overrides the
+    # minutes one (tests use a few seconds)
+    drift_interval_minutes: float = 60.0
+    drift_interval_seconds: float | None = None
+    drift_window_rows: int = 10_000  # the window of scheduled reports and of requests without params
+    drift_share: float = 0.5  # dataset drift when at least this share of the features drifted
+    drift_retrain_after: int = 0  # N reports in a row with dataset drift start a retrain; 0: never
+    drift_html_rows: int = 10_000  # rows of each side the HTML report is drawn from
+    reports_keep_html: int = 500  # newest reports that keep their HTML; every summary is kept
+    metrics_cache_seconds: float = 5.0
     testing: bool = False
+
+    @property
+    def drift_interval(self) -> float:
+        """Seconds between scheduled drift reports; 0 when they are off."""
+        if self.drift_interval_seconds is not None:
+            return max(self.drift_interval_seconds, 0.0)
+        return max(self.drift_interval_minutes, 0.0) * 60
 
     @property
     def prediction_log_dir(self) -> Path:
@@ -38,6 +59,10 @@ class Settings:
     @property
     def huey_path(self) -> Path:
         return self.state_dir / "jobs" / "queue.db"
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.state_dir / "reports"
 
 
 def token_path(state_dir: Path) -> Path:
@@ -72,6 +97,15 @@ def from_env(**overrides) -> Settings:
         "redis_url": os.environ.get("REDIS_URL") or None,
         "queue_name": os.environ.get("OPCON_QUEUE_NAME") or "opcon",
         "model_poll_seconds": _env_float("OPCON_MODEL_POLL_SECONDS", 2.0),
+        "drift_interval_minutes": _env_float("OPCON_DRIFT_INTERVAL_MINUTES", 60.0),
+        "drift_interval_seconds": (_env_float("OPCON_DRIFT_INTERVAL_SECONDS", 0.0)
+                                   if os.environ.get("OPCON_DRIFT_INTERVAL_SECONDS") else None),
+        "drift_window_rows": _env_int("OPCON_DRIFT_WINDOW_ROWS", 10_000),
+        "drift_share": _env_float("OPCON_DRIFT_SHARE", 0.5),
+        "drift_retrain_after": _env_int("OPCON_DRIFT_RETRAIN_AFTER", 0),
+        "drift_html_rows": _env_int("OPCON_DRIFT_HTML_ROWS", 10_000),
+        "reports_keep_html": _env_int("OPCON_REPORTS_KEEP_HTML", 500),
+        "metrics_cache_seconds": _env_float("OPCON_METRICS_CACHE_SECONDS", 5.0),
     }
     values.update(overrides)
     if "api_token" not in values:

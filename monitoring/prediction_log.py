@@ -1,16 +1,23 @@
 """The prediction log: every answered prediction, append-only, read by drift monitoring and feedback.
 
-Layout under its directory: one JSON-lines segment per writing process (`rows-<pid>-<start>.jsonl`,
-one line per predicted row) and one Parquet file per batch request (`batch-<request id>.parquet`).
+Layout under its directory: JSON-lines segments per writing process
+(`rows-<host>-<pid>-<start ns>.jsonl`,
+one line per predicted row, a new segment every `segment_bytes`), one Parquet file per batch request
+(`batch-<request id>.parquet`), and Parquet copies of sealed segments (`rows-...parquet`, made by
+`compact()`: a segment is sealed once its process moved on to a newer one or is gone).
 
 Durability: a row is handed to the kernel (`os.write` on an O_APPEND file, or a Parquet file renamed
 into place) before the response is sent, so killing the process right after loses nothing. Without
 fsync, a machine crash can lose the rows of the last few seconds that the kernel had not flushed.
+
+Reads take only the columns asked for and skip files outside the window: a Parquet file's `ts`
+range is in its metadata; a segment's rows lie between the time in its name and its mtime.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -18,21 +25,35 @@ from pathlib import Path
 import orjson
 import pandas as pd
 
+from monitoring import log_files
+from monitoring.log_files import LogFile
+
 META_COLUMNS = ["request_id", "row", "ts", "model_version", "served_by"]
+SEGMENT_BYTES = 16 * 1024 * 1024  # about 50,000 rows of a dozen columns
 
 
 class PredictionLog:
-    def __init__(self, directory: Path):
+    def __init__(self, directory: Path, segment_bytes: int = SEGMENT_BYTES):
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
+        self.segment_bytes = segment_bytes
         self._fd: int | None = None
         self._pid: int | None = None
+        self._written = 0
+        self._lock = threading.Lock()  # rotation must not close a segment another thread writes
 
+    # -- writing -------------------------------------------------------------------------------
     def _segment(self) -> int:
-        if self._pid != os.getpid():  # a forked worker gets its own segment
-            path = self.directory / f"rows-{os.getpid()}-{time.time_ns()}.jsonl"
+        # a forked worker gets its own segment; a full one is left for compaction, and so is one
+        # that compaction removed (it was taken for a dead writer's: another pid namespace)
+        if (self._pid != os.getpid() or self._written >= self.segment_bytes
+                or os.fstat(self._fd).st_nlink == 0):
+            path = self.directory / f"rows-{log_files.host_name()}-{os.getpid()}-{time.time_ns()}.jsonl"
+            previous = self._fd if self._pid == os.getpid() else None
             self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
-            self._pid = os.getpid()
+            self._pid, self._written = os.getpid(), 0
+            if previous is not None:
+                os.close(previous)
         return self._fd
 
     def append(self, request_id: str, model_version: str, served_by: str,
@@ -43,7 +64,10 @@ class PredictionLog:
                                "model_version": model_version, "served_by": served_by, **row},
                               option=orjson.OPT_SERIALIZE_NUMPY)
                  for i, row in enumerate(rows)]
-        os.write(self._segment(), b"\n".join(lines) + b"\n")
+        data = b"\n".join(lines) + b"\n"
+        with self._lock:
+            os.write(self._segment(), data)
+            self._written += len(data)
 
     def append_frame(self, request_id: str, model_version: str, served_by: str,
                      frame: pd.DataFrame) -> None:
@@ -59,18 +83,68 @@ class PredictionLog:
         logged.to_parquet(partial, index=False)
         os.replace(partial, final)
 
-    def read(self) -> pd.DataFrame:
-        """Every logged row, oldest first."""
-        parts = []
-        for path in sorted(self.directory.glob("rows-*.jsonl")):
-            if path.stat().st_size:
-                parts.append(pd.read_json(path, lines=True, dtype=False))
-        parts += [pd.read_parquet(path) for path in sorted(self.directory.glob("batch-*.parquet"))]
-        if not parts:
-            return pd.DataFrame(columns=META_COLUMNS)
-        return pd.concat(parts, ignore_index=True).sort_values("ts", kind="stable",
-                                                                ignore_index=True)
+    # -- reading -------------------------------------------------------------------------------
+    def files(self) -> list[LogFile]:
+        return log_files.listing(self.directory)
+
+    def compact(self) -> int:
+        """Turn sealed JSON-lines segments into Parquet; returns how many were converted."""
+        return log_files.compact(self.directory)
+
+    def read(self, columns: list[str] | None = None, *, since: float | None = None,
+             until: float | None = None, last: int | None = None,
+             text_as_category: bool = False) -> pd.DataFrame:
+        """Logged rows, oldest first: all of them, those with `since <= ts < until` (epoch
+        seconds), and/or the `last` N. `columns` limits what is read (`ts` is always there); a
+        column a file lacks reads as missing. `text_as_category` gives text columns as pandas
+        categoricals, much faster for a million rows of a few distinct values."""
+        wanted = None if columns is None else list(dict.fromkeys(["ts", *columns]))
+        chosen = [f for f in self.files() if f.overlaps(since, until)]
+        if last is not None:
+            chosen.sort(key=lambda f: f.newest, reverse=True)
+        parts, rows = [], 0
+        for index, entry in enumerate(chosen):
+            part = _between(entry.read(wanted), since, until)
+            parts.append(part)
+            rows += part.num_rows
+            if (last is not None and rows >= last and index + 1 < len(chosen)
+                    and chosen[index + 1].newest < _nth_newest(parts, last)):
+                break  # nothing older can be among the last N
+        table = log_files.concat(parts)
+        if "ts" not in table.column_names:  # an empty log
+            return pd.DataFrame(columns=wanted or META_COLUMNS)
+        table = table.sort_by("ts")
+        if last is not None and table.num_rows > last:
+            table = table.slice(table.num_rows - last)
+        frame = table.to_pandas(strings_to_categorical=text_as_category)
+        for missing in [c for c in wanted or [] if c not in frame.columns]:
+            frame[missing] = pd.Series([None] * len(frame), dtype=object)
+        return frame if wanted is None else frame[wanted]
 
     def find(self, request_id: str) -> pd.DataFrame:
         frame = self.read()
         return frame[frame["request_id"] == request_id]
+
+    def newest(self) -> float | None:
+        """The latest time a row may have been logged (epoch seconds), None for an empty log."""
+        files = self.files()
+        return max((f.newest for f in files), default=None)
+
+
+def _between(table, since: float | None, until: float | None):
+    import pyarrow.compute as pc
+
+    if not table.num_rows or (since is None and until is None):
+        return table
+    if since is not None:
+        table = table.filter(pc.greater_equal(table["ts"], since))
+    if until is not None:
+        table = table.filter(pc.less(table["ts"], until))
+    return table
+
+
+def _nth_newest(parts: list, n: int) -> float:
+    import numpy as np
+
+    stamps = np.concatenate([p["ts"].to_numpy() for p in parts if p.num_rows])
+    return float(np.partition(stamps, len(stamps) - n)[len(stamps) - n])

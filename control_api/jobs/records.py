@@ -14,7 +14,7 @@ import sqlalchemy as sa
 
 from control_api.db import job_locks, jobs, row_dict
 
-KINDS = ("retrain", "data_pull", "validate")
+KINDS = ("retrain", "data_pull", "validate", "drift_report")
 ACTIVE = ("queued", "running")
 FINAL = ("succeeded", "failed", "cancelled", "interrupted")
 LOG_LIMIT = 200_000  # characters kept per job; the oldest are dropped first
@@ -70,6 +70,14 @@ class JobStore:
         query = query.order_by(jobs.c.created_at.desc()).limit(limit).offset(offset)
         with self.engine.connect() as conn:
             return [_as_dict(r) for r in conn.execute(query)], conn.execute(count).scalar()
+
+    def latest(self, kind: str, reason: str | None = None) -> dict | None:
+        """The newest job of a kind (and with exactly this reason), whatever its status."""
+        query = sa.select(jobs).where(jobs.c.kind == kind)
+        if reason is not None:
+            query = query.where(jobs.c.reason == reason)
+        with self.engine.connect() as conn:
+            return _as_dict(conn.execute(query.order_by(jobs.c.created_at.desc()).limit(1)).first())
 
     def cancel(self, job_id: str) -> dict | None:
         """A queued job is cancelled now; a running one at its next step boundary."""

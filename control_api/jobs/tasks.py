@@ -55,4 +55,8 @@ def steps(kind: str, params: dict, settings: Settings) -> list[Step]:
         return [("pull", _pull)]
     if kind == "validate":
         return [("validate", _validate)]
+    if kind == "drift_report":
+        from control_api.jobs.drift_job import DriftReport
+
+        return DriftReport(params, settings).steps()
     raise ValueError(f"unknown job kind `{kind}`")

@@ -4,11 +4,22 @@ from __future__ import annotations
 
 from flask import jsonify
 from flask_openapi3 import APIBlueprint, Tag
+from pydantic import ValidationError
 
-from control_api.errors import APIError
-from control_api.models import SECURITY, ErrorBody, JobKind, JobOut, JobPage, JobPath, JobQuery, JobRef
+from control_api.errors import APIError, invalid, pydantic_details
+from control_api.models import (
+    SECURITY,
+    DriftWindow,
+    ErrorBody,
+    JobKind,
+    JobOut,
+    JobPage,
+    JobPath,
+    JobQuery,
+    JobRef,
+)
 
-TAG = Tag(name="jobs", description="Retrain, data pull and validation running in the background")
+TAG = Tag(name="jobs", description="Retrain, data pull, validation and drift reports in the background")
 LOG_TAIL = 4_000
 
 
@@ -23,6 +34,18 @@ def blueprint(services) -> APIBlueprint:
     bp = APIBlueprint("jobs", __name__, url_prefix="/api/v1", abp_tags=[TAG],
                       abp_responses={401: ErrorBody, 422: ErrorBody}, abp_security=SECURITY)
     store = services.jobs
+    default_rows = services.settings.drift_window_rows
+
+    def job_params(body: JobKind) -> dict:
+        if body.kind == "drift_report":
+            try:
+                return DriftWindow.model_validate(body.params).as_params(default_rows)
+            except ValidationError as error:
+                raise invalid(pydantic_details(error.errors(), prefix="params")) from None
+        if body.params:
+            raise APIError(422, f"`{body.kind}` takes no params",
+                           [{"field": "params", "problem": "must be empty for this kind"}])
+        return {}
 
     def found(job_id: str) -> dict:
         job = store.get(job_id)
@@ -35,12 +58,12 @@ def blueprint(services) -> APIBlueprint:
         """Start a job. While one of the same kind is queued or running, answers 409 with it.
 
         `retrain`, `data_pull` and `validate` take no params: they run the pipeline as params.yaml
-        and the current data describe it.
+        and the current data describe it. `drift_report` compares a window of the prediction log
+        with the champion's training data: params `{"last_rows": N}` or `{"since": time,
+        "until": time}` (ISO 8601; `until` defaults to now), none for the last
+        OPCON_DRIFT_WINDOW_ROWS rows. Its result names the report (`GET /reports/{id}`).
         """
-        if body.params:
-            raise APIError(422, f"`{body.kind}` takes no params",
-                           [{"field": "params", "problem": "must be empty for this kind"}])
-        job, created = store.submit(body.kind, body.params, body.reason)
+        job, created = store.submit(body.kind, job_params(body), body.reason)
         if not created:
             return jsonify({"error": f"a {body.kind} job is already {job['status']}",
                             "details": [], "job": present(job)}), 409

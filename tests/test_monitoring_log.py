@@ -1,0 +1,114 @@
+"""The prediction log as files: rotation, windows (last N, time range) across JSON-lines segments and
+batch Parquet files, compaction of sealed segments, and what a crash can leave behind."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+import uuid
+
+import pandas as pd
+import pytest
+
+from ml.config import REPO_ROOT
+from monitoring import log_files
+from monitoring.prediction_log import PredictionLog
+
+
+def rows(count: int, start: int = 0) -> list[dict]:
+    return [{"x": float(start + i), "kind": "ab"[i % 2], "label": i % 2, "probability": 0.5}
+            for i in range(count)]
+
+
+@pytest.fixture
+def log(tmp_path) -> PredictionLog:
+    return PredictionLog(tmp_path / "predictions", segment_bytes=4_000)
+
+
+def fill(log: PredictionLog, requests: int = 12, per_request: int = 10) -> list[str]:
+    """Requests of JSON lines, with a batch file in the middle; returns the request ids in order."""
+    ids = []
+    for index in range(requests):
+        ids.append(str(uuid.uuid4()))
+        if index == requests // 2:
+            log.append_frame(ids[-1], "1", "sklearn", pd.DataFrame(rows(per_request, index * per_request)))
+        else:
+            log.append(ids[-1], "1", "onnx", rows(per_request, index * per_request))
+        time.sleep(0.002)  # distinct timestamps per request
+    return ids
+
+
+def test_segments_rotate_and_every_row_reads_back_in_order(log):
+    fill(log)
+    segments = [f for f in log.files() if f.is_segment]
+    assert len(segments) >= 3  # 4,000-byte segments
+    frame = log.read()
+    assert frame["x"].tolist() == [float(i) for i in range(120)]
+    assert frame["ts"].is_monotonic_increasing
+    assert set(frame.columns) >= {"request_id", "row", "ts", "model_version", "served_by", "x", "kind"}
+
+
+def test_last_rows_and_time_ranges_read_only_what_they_need(log):
+    ids = fill(log)
+    last = log.read(["x"], last=25)
+    assert last["x"].tolist() == [float(i) for i in range(95, 120)]
+    assert list(last.columns) == ["ts", "x"]
+    everything = log.read(["x", "request_id"])
+    stamps = everything.groupby("request_id")["ts"].first()
+    since, until = stamps[ids[3]], stamps[ids[8]]
+    window = log.read(["x"], since=since, until=until)
+    assert window["x"].tolist() == [float(i) for i in range(30, 80)]  # until is exclusive
+    assert log.read(["x"], last=1_000)["x"].size == 120
+    assert log.read(["x"], since=time.time() + 60).empty
+
+
+def test_a_column_a_file_lacks_reads_as_missing(log):
+    log.append("a", "1", "onnx", [{"x": 1.0, "threshold": 0.3}])
+    log.append_frame("b", "1", "sklearn", pd.DataFrame({"x": [2.0]}))
+    frame = log.read(["x", "threshold"])
+    assert frame["x"].tolist() == [1.0, 2.0]
+    assert frame["threshold"].iloc[0] == 0.3 and pd.isna(frame["threshold"].iloc[1])
+
+
+def test_compaction_keeps_every_row_once_and_leaves_the_live_segment(log):
+    fill(log)
+    before = log.read()
+    live = max((f for f in log.files() if f.is_segment), key=lambda f: f.oldest)
+    converted = log.compact()
+    assert converted >= 2
+    remaining = [f for f in log.files() if f.is_segment]
+    assert [f.path for f in remaining] == [live.path]  # this process still writes it
+    after = log.read()
+    pd.testing.assert_frame_equal(after[before.columns], before, check_dtype=False)
+    assert log.compact() == 0  # nothing more to do
+    log.append("late", "1", "onnx", rows(1))  # the live segment still takes rows
+    assert log.read(["x"], last=1)["x"].tolist() == [0.0]
+
+
+def test_a_finished_process_segment_is_sealed_and_compacted(log):
+    code = ("import sys; from monitoring.prediction_log import PredictionLog; "
+            f"PredictionLog(sys.argv[1]).append('gone', '1', 'onnx', {rows(5)!r})")
+    subprocess.run([sys.executable, "-c", code, str(log.directory)], cwd=REPO_ROOT, check=True)
+    assert [f.path.suffix for f in log.files()] == [".jsonl"]
+    assert log.compact() == 1
+    assert [f.path.suffix for f in log.files()] == [".parquet"]
+    assert log.find("gone")["row"].tolist() == [0, 1, 2, 3, 4]
+
+
+def test_a_torn_line_is_left_out_and_a_removed_segment_is_replaced(log):
+    log.append("first", "1", "onnx", rows(3))
+    segment = next(f.path for f in log.files() if f.is_segment)
+    with open(segment, "ab") as handle:
+        handle.write(b'{"request_id": "torn", "x": 1')  # a write cut short
+    assert log.read()["request_id"].tolist() == ["first"] * 3
+    segment.unlink()  # e.g. compacted by a worker that could not see this process
+    log.append("second", "1", "onnx", rows(2))
+    assert log.read()["request_id"].tolist() == ["second"] * 2
+
+
+def test_segment_names_carry_host_and_pid(log):
+    log.append("a", "1", "onnx", rows(1))
+    name = next(f.path.name for f in log.files() if f.is_segment)
+    match = log_files.SEGMENT.match(name)
+    assert match["host"] == log_files.host_name() and int(match["pid"]) > 0
