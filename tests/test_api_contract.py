@@ -863,6 +863,9 @@ def test_a_job_as_the_worker_reports_it(client, services):
     assert shown["status"] == "running" and shown["step"] == "pull" and shown["progress"] == 0.25
     assert shown["log_tail"].endswith("LAST LINE\n") and len(shown["log_tail"]) == 4_000
     assert shown["reason"] == "contract"
+    whole = client.get(f"/api/v1/jobs/{job['id']}/log")
+    assert whole.status_code == 200 and whole.mimetype == "text/plain"
+    assert whole.get_data(as_text=True) == "x" * 5_000 + "LAST LINE\n"
 
     cancelling = client.post(f"/api/v1/jobs/{job['id']}/cancel").get_json()
     assert cancelling["status"] == "running" and cancelling["cancel_requested"] is True
@@ -882,6 +885,7 @@ def test_job_refusals(client):
     unknown = str(uuid.uuid4())
     assert fields(error_body(client.get(f"/api/v1/jobs/{unknown}"), 404)) == {"job_id"}
     assert fields(error_body(client.post(f"/api/v1/jobs/{unknown}/cancel"), 404)) == {"job_id"}
+    assert fields(error_body(client.get(f"/api/v1/jobs/{unknown}/log"), 404)) == {"job_id"}
     for query, field in (("limit=0", "limit"), ("limit=201", "limit"), ("limit=abc", "limit"),
                          ("offset=-1", "offset"), ("kind=bogus", "kind"), ("status=bogus", "status"),
                          ("colour=red", "colour")):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import jsonify
+from flask import Response, jsonify
 from flask_openapi3 import APIBlueprint, Tag
 from pydantic import ValidationError
 
@@ -80,6 +80,11 @@ def blueprint(services) -> APIBlueprint:
     def get_job(path: JobPath):
         """Status, current step, progress, timestamps, log tail and result of one job."""
         return present(found(path.job_id))
+
+    @bp.get("/jobs/<job_id>/log", responses={200: {"content": {"text/plain": {}}}, 404: ErrorBody})
+    def job_log(path: JobPath):
+        """The whole log of one job, as plain text."""
+        return Response(found(path.job_id).get("log") or "", mimetype="text/plain")
 
     @bp.post("/jobs/<job_id>/cancel", responses={200: JobOut, 404: ErrorBody, 409: ErrorBody})
     def cancel(path: JobPath):
