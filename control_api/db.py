@@ -57,6 +57,9 @@ feedback = sa.Table(
 )
 
 
+SCHEMA_LOCK_KEY = 0x6F70636F6E  # any fixed number: the PostgreSQL advisory lock for table creation
+
+
 def row_dict(row) -> dict | None:
     """A result row as a dict, datetimes in UTC (SQLite stores them without a zone)."""
     if row is None:
@@ -87,5 +90,9 @@ def connect(url: str) -> sa.Engine:
     engine = sa.create_engine(url, pool_pre_ping=not url.startswith("sqlite"))
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
-    metadata.create_all(engine)
+    with engine.begin() as connection:
+        if engine.dialect.name == "postgresql":
+            # API servers and workers starting together would race to create the same tables
+            connection.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK_KEY})
+        metadata.create_all(connection)
     return engine

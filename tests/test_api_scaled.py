@@ -20,8 +20,7 @@ REDIS_URL = "redis://127.0.0.1:6379/0"
 POSTGRES = "postgresql+psycopg2://postgres@127.0.0.1:5432"
 
 
-@pytest.fixture(scope="module")
-def postgres_url():
+def new_database():
     name = f"opcon_test_{uuid.uuid4().hex[:12]}"
     admin = sa.create_engine(f"{POSTGRES}/postgres", isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
@@ -30,6 +29,10 @@ def postgres_url():
     with admin.connect() as conn:
         conn.execute(sa.text(f'DROP DATABASE "{name}" WITH (FORCE)'))
     admin.dispose()
+
+
+postgres_url = pytest.fixture(scope="module")(new_database)
+empty_postgres_url = pytest.fixture(new_database)
 
 
 @pytest.fixture(scope="module")
@@ -66,10 +69,32 @@ def test_jobs_run_through_redis_and_are_recorded_in_postgres(scaled):
     assert sorted((kind, status) for kind, status, _ in rows) == [
         ("data_pull", "succeeded"), ("validate", "succeeded")]
     assert not (scaled.project.state / "jobs" / "queue.db").exists()  # no SQLite queue in this mode
-    assert scaled.tail("worker.log").count(f"queue {REDIS_URL}") == 2  # both workers on Redis
+    worker_log = scaled.tail("worker.log", lines=100_000)
+    assert worker_log.count(f"queue {REDIS_URL}") == 2  # both workers on Redis
     assert all(worker for _, _, worker in rows)
 
 
 def test_ready_reports_the_redis_queue(scaled):
     body = scaled.get("/ready").json()
     assert body["ready"] is True and body["queue"] == "ok"
+
+
+def test_servers_starting_together_create_the_tables_once(empty_postgres_url):
+    from concurrent.futures import ThreadPoolExecutor
+    from threading import Barrier
+
+    from control_api import db
+
+    barrier = Barrier(4)
+
+    def start(_) -> list[str]:
+        barrier.wait()  # four processes' worth of start-up at the same instant
+        engine = db.connect(empty_postgres_url)
+        try:
+            return sorted(sa.inspect(engine).get_table_names())
+        finally:
+            engine.dispose()
+
+    with ThreadPoolExecutor(4) as pool:
+        tables = list(pool.map(start, range(4)))
+    assert tables[0] and all(found == tables[0] for found in tables)
