@@ -71,8 +71,11 @@ run: model ## set everything up and start the console (:8501), MLflow UI (:5000)
 	echo "job worker      $(JOB_WORKERS) thread(s); logs in $(LOGS)   (Ctrl-C stops everything)"; \
 	wait
 
+# test modules run in parallel processes, a module at a time each (they share expensive fixtures);
+# most of a module's time is waiting on servers and subprocesses, so more processes than cores pay
+TEST_PROCESSES ?= 3
 test: data system-packages ## set up and run the whole test suite
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_PROCESSES) --dist loadfile $(PYTEST_ARGS)
 
 lint: setup ## ruff
 	$(VENV)/bin/ruff check .
