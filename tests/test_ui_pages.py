@@ -9,25 +9,32 @@ from __future__ import annotations
 
 import ast
 import io
+import json
+import re
+import time
 
 import pandas as pd
 import pytest
+import requests
 from streamlit.testing.v1 import AppTest
 
 from control_api.db import connect
 from control_api.routes.feedback import labels as feedback_labels
+from ml import generate as generator
 from ml import registry
 from ml.config import REPO_ROOT
 from ml.generate import generate
 from monitoring.prediction_log import PredictionLog
 from tests.e2e.servers import console_env, start_backend
 from tests.live import free_port
+from tests.test_monitoring_prometheus import PrometheusServer
+from ui.components import drift_view, service_metrics
 
 pytestmark = pytest.mark.live
 
 APP = REPO_ROOT / "ui" / "streamlit_app.py"
 TITLES = {"predict": "Predict", "batch": "Batch scoring", "retrain": "Retrain", "models": "Models",
-          "data": "Data", "jobs": "Jobs"}
+          "data": "Data", "jobs": "Jobs", "drift": "Drift", "emissions": "Emissions", "service": "Service"}
 
 
 @pytest.fixture(scope="module")
@@ -374,3 +381,190 @@ def test_promote_and_roll_back_each_ask_for_confirmation(backend):
     button(app, "Yes, do it").click().run()
     assert [s.value for s in app.main.success] == ["Rolled back: version 1 is the champion again."]
     assert str(registry.champion(name).version) == "1"
+
+
+# -- monitoring: drift, emissions, service -----------------------------------------------------
+
+def figure(app: AppTest, index: int) -> dict:
+    return json.loads(app.get("plotly_chart")[index].proto.spec)
+
+
+def markdown_with(app: AppTest, text: str) -> str:
+    found = [m.value for m in app.markdown if text in m.value]
+    assert len(found) == 1, [m.value for m in app.markdown]
+    return found[0]
+
+
+def batch_predict(backend, frame: pd.DataFrame) -> None:
+    answer = backend.post("/api/v1/predict/batch", files={"file": ("rows.csv", frame.to_csv(index=False))})
+    assert answer.status_code == 200, answer.text
+
+
+def drift_report(backend, rows: int) -> dict:
+    started = backend.post("/api/v1/jobs", json={"kind": "drift_report", "params": {"last_rows": rows}})
+    job = backend.wait_job(started.json()["id"], timeout=120)
+    assert job["status"] == "succeeded", job["log_tail"]
+    return backend.get(f"/api/v1/reports/{job['result']['report_id']}").json()
+
+
+@pytest.fixture(scope="module")
+def drift_reports(backend, tmp_path_factory) -> tuple[dict, dict]:
+    """Two reports: the project's held-out rows (no drift), then the same number of rows generated
+    with hotter air and more torque (drift)."""
+    prepared = backend.project.path / "data" / "prepared"
+    held_out = pd.concat([pd.read_parquet(prepared / f"{name}.parquet") for name in ("validation", "test")])
+    batch_predict(backend, held_out)
+    calm = drift_report(backend, len(held_out))
+    hot = tmp_path_factory.mktemp("hot") / "hot.csv"
+    generator.main(["--rows", str(len(held_out)), "--seed", "31", "--air-shift", "5", "--torque-shift", "8",
+                    "--out", str(hot)])
+    batch_predict(backend, pd.read_csv(hot))
+    return calm, drift_report(backend, len(held_out))
+
+
+def test_a_columns_score_reads_in_the_direction_of_its_test():
+    distance = {"name": "a", "test": "Wasserstein distance (normed)", "statistic": 0.35, "threshold": 0.1,
+                "drifted": True}
+    p_value = {"name": "b", "test": "K-S p_value", "statistic": 0.001, "threshold": 0.05, "drifted": True}
+    assert drift_view.how_much(distance) == "3.5× its threshold"
+    assert drift_view.how_much(p_value) == "p = 0.001 (drift below 0.05)"
+    assert drift_view.drift_ratio(distance) == pytest.approx(3.5)
+    assert drift_view.drift_ratio(p_value) == pytest.approx(50)
+    reports = [{"created": f"2024-05-0{day}T10:00:00+00:00", "columns": [{**distance, "drifted": drifted}]}
+               for day, drifted in ((3, True), (2, True), (1, False))]  # newest first
+    assert drift_view.column_since(reports, "a") == "since 2 May 10:00 UTC (2 reports in a row)"
+    assert drift_view.column_since(reports[2:], "a") == "—"
+
+
+def test_drift_puts_the_verdict_first_with_its_history_a_column_and_evidentlys_page(backend, drift_reports):
+    calm, drifted = drift_reports
+    assert not calm["dataset_drift"] and drifted["dataset_drift"]
+    app = open_page("drift")
+    assert errors(app) == []
+    warning = app.main.warning[0].value
+    assert warning.startswith("**Dataset drift**") and "first seen in the latest report" in warning
+    names = drifted["drifted_columns"]
+    assert metric(app, "Drifted features") == f"{len(names)} of {len(drifted['columns'])}"
+    ratio = {c["name"]: c["statistic"] / c["threshold"] for c in drifted["columns"]}
+    verdict = next(m.value for m in app.markdown if m.value.startswith("- **"))
+    listed = [line.split("**")[1] for line in verdict.splitlines() if line.startswith("- ")]
+    assert listed == sorted(names, key=ratio.get, reverse=True)  # the most drifted first
+    assert f"**{listed[0]}**: {ratio[listed[0]]:.1f}× its threshold" in verdict
+    assert [link.proto.page for link in app.get("page_link")] == ["retrain", "data"]
+
+    shares = figure(app, 0)["data"][0]["y"]
+    reports = backend.get("/api/v1/reports").json()["items"]
+    assert shares == pytest.approx([r["drift_share"] * 100 for r in reversed(reports)])
+    table = table_with(app, "how much").set_index("column")
+    assert table["drifted"].to_dict() == {c["name"]: c["drifted"] for c in drifted["columns"]}
+
+    chosen = app.selectbox(key="drift_column").value
+    assert chosen == listed[0]
+    spread = drifted["distributions"][chosen]
+    assert [trace["y"] for trace in figure(app, 1)["data"]] == [
+        pytest.approx([share * 100 for share in spread[side]]) for side in ("reference", "current")]
+    frame = app.get("iframe")[0].proto.srcdoc
+    assert '<iframe sandbox="allow-scripts"' in frame and "allow-same-origin" not in frame
+    assert len(frame) > 1_000_000 and "drawDashboard" in frame and "&lt;script&gt;" in frame
+
+
+def test_a_drift_report_started_on_the_page_is_followed_to_its_verdict(backend, drift_reports):
+    app = open_page("drift")
+    app.selectbox(key="drift_window").set_value(1_000).run()
+    button(app, "Run drift report now").click().run()
+    assert not app.exception and errors(app) == []
+    job = backend.wait_job(app.session_state["drift_job_id"], timeout=120)
+    assert job["status"] == "succeeded" and job["params"] == {"last_rows": 1_000}
+    assert job["reason"] == "drift report requested from the console"
+    app.run()
+    newest = backend.get("/api/v1/reports/" + job["result"]["report_id"]).json()
+    assert metric(app, "Rows compared") == "1,000"
+    created = pd.Timestamp(newest["created"]).strftime("%-d %b %H:%M UTC")
+    shown = next(s for s in app.selectbox if s.label == "Report")
+    assert shown.value == shown.options[0] and shown.value.startswith(created)  # the newest, just made
+
+
+def test_emissions_show_every_training_run_in_units_people_read(backend):
+    answer = backend.get("/api/v1/emissions").json()
+    runs, total = answer["items"], answer["total_emissions_kg_co2eq"]
+    assert 0 < total < 1e-3  # a small model: mg is the unit that reads
+    app = open_page("emissions")
+    assert errors(app) == []
+    assert metric(app, "Training runs") == str(len(runs))
+    shown = metric(app, "CO₂eq emitted, all training")
+    assert shown.endswith(" mg") and float(shown.removesuffix(" mg")) == pytest.approx(total * 1e6, rel=5e-3)
+    assert metric(app, "Power readings") == " and ".join(sorted({r["tracking_mode"] for r in runs}))
+    distance = re.search(r"driving \*\*([\d.,]+) (mm|cm|m)\*\*", markdown_with(app, "petrol car")).groups()
+    metres = float(distance[0]) * {"mm": 1e-3, "cm": 1e-2, "m": 1}[distance[1]]
+    assert metres == pytest.approx(total / 0.17 * 1000, rel=5e-3)
+    assert any("0.17 kg CO₂eq per km" in c.value for c in app.caption)
+    per_run = figure(app, 0)["data"]
+    assert per_run[0]["y"] == pytest.approx([r["emissions_kg_co2eq"] * 1e6 for r in runs])
+    assert per_run[2]["y"] == pytest.approx([r["duration_s"] for r in runs])
+    app.segmented_control(key="emissions_group").set_value("version").run()
+    versions = figure(app, 0)["data"][0]["x"]
+    assert versions == sorted({f"v{r['model_version']}" for r in runs if r["model_version"]},
+                              key=lambda v: int(v[1:]))
+
+
+def service_metric(app: AppTest, label: str) -> float:
+    value = metric(app, label)
+    assert value != "—", label
+    return float(value.split()[0].replace(",", ""))
+
+
+def test_service_reads_the_apis_own_metrics_and_the_prediction_log(backend, api_schema):
+    app = open_page("service")
+    record = {f["name"]: f["typical"] for f in api_schema["features"]}
+    for _ in range(3):
+        assert backend.post("/api/v1/predict", json={"records": [record]}).status_code == 200
+    assert backend.post("/api/v1/predict", json={"records": [{}]}).status_code == 422
+    time.sleep(1.1)
+    app.run()
+    assert not app.exception and errors(app) == []
+    readings = app.session_state["service_metrics_readings"]
+    first, last = readings[0], readings[-1]
+    assert last.requests - first.requests >= 4  # ours, and the page's own
+    per_second = (last.requests - first.requests) / (last.at - first.at)
+    assert service_metric(app, "Requests") == pytest.approx(per_second, rel=2e-3)
+    assert metric(app, "Errors (5xx)") == "0.0 %"  # the refused request is a 4xx
+    assert 0 < service_metric(app, "Latency p50") <= service_metric(app, "Latency p99") < 10_000
+    summary = backend.get("/api/v1/predictions/summary").json()
+    assert f"**{summary['total']:,} rows predicted in the last hour**" in markdown_with(app, "rows predicted")
+    bars = figure(app, 2)["data"]
+    assert sum(sum(trace["y"]) for trace in bars) == summary["total"]
+    labels = api_schema["target"]["labels"]
+    assert {trace["name"] for trace in bars} == {labels.get(k, k) for k in summary["labels"]}
+    waiting = sum(backend.get("/api/v1/jobs", params={"status": status}).json()["total"]
+                  for status in ("queued", "running"))
+    assert metric(app, "Jobs waiting") == str(waiting)
+
+
+def test_service_reads_prometheus_when_it_is_configured(backend, api_schema, tmp_path_factory, monkeypatch):
+    prometheus = PrometheusServer(tmp_path_factory.mktemp("prometheus"), f"127.0.0.1:{backend.port}")
+    try:
+        prometheus.wait_value('up{job="opcon-api"}', 1)
+        record = {f["name"]: f["typical"] for f in api_schema["features"]}
+        for _ in range(3):
+            assert backend.post("/api/v1/predict", json={"records": [record]}).status_code == 200
+        logged = len(PredictionLog(backend.project.state / "predictions").read())
+        prometheus.wait_value("sum(opcon_predictions_total)", logged)
+        monkeypatch.setenv("PROMETHEUS_URL", prometheus.url)
+        app = open_page("service")
+        assert errors(app) == []
+        assert any(f"Source: Prometheus at {prometheus.url}" in c.value for c in app.caption)
+        assert service_metric(app, "Requests") > 0 and metric(app, "Errors (5xx)") == "0.0 %"
+        assert 0 < service_metric(app, "Latency p50") <= service_metric(app, "Latency p99") < 10_000
+        assert service_metric(app, "Jobs waiting") == 0
+        over_time = figure(app, 0)["data"]
+        assert over_time[0]["name"] == "requests/s" and max(v for v in over_time[0]["y"] if v is not None) > 0
+        assert sum(sum(trace["y"]) for trace in figure(app, 2)["data"]) >= 3
+
+        # without Prometheus the page computes percentiles itself: the same as histogram_quantile
+        reading = service_metrics.parse(requests.get(f"{backend.url}/metrics", timeout=10).text, time.time())
+        for q in service_metrics.PERCENTILES.values():
+            theirs = prometheus.scalar(f"histogram_quantile({q}, sum by (le) (flask_http_request_duration_"
+                                       'seconds_bucket{method="POST", url_rule="/api/v1/predict"}))')
+            assert service_metrics.quantile(q, reading.latency) == pytest.approx(theirs)
+    finally:
+        prometheus.stop()

@@ -178,10 +178,12 @@ class ApiClient:
 
     # -- jobs ----------------------------------------------------------------------------------
 
-    def start_job(self, kind: str, reason: str = "started from the console") -> tuple[dict, bool]:
+    def start_job(self, kind: str, reason: str = "started from the console",
+                  params: dict | None = None) -> tuple[dict, bool]:
         """(job, created): a 409 means one of this kind is already queued or running; that one."""
+        body = {"kind": kind, "reason": reason, **({"params": params} if params else {})}
         try:
-            return self._json("POST", "/api/v1/jobs", json={"kind": kind, "reason": reason}), True
+            return self._json("POST", "/api/v1/jobs", json=body), True
         except ApiRejectedError as error:
             if error.status == 409 and isinstance(error.body.get("job"), dict):
                 return error.body["job"], False
@@ -211,3 +213,32 @@ class ApiClient:
 
     def cancel_job(self, job_id: str) -> dict:
         return self._json("POST", f"/api/v1/jobs/{job_id}/cancel")
+
+    # -- monitoring ----------------------------------------------------------------------------
+
+    def reports(self, limit: int = 20, offset: int = 0) -> dict:
+        """Drift reports (summaries), newest first."""
+        return self._json("GET", "/api/v1/reports", params={"limit": limit, "offset": offset})
+
+    def report(self, report_id: str) -> dict:
+        return self._json("GET", f"/api/v1/reports/{report_id}")
+
+    def report_html(self, report_id: str) -> str | None:
+        """Evidently's page of a report; None when only its summary was kept."""
+        try:
+            return self._send("GET", f"/api/v1/reports/{report_id}/html", timeout=(3.05, 60)).text
+        except ApiRejectedError as error:
+            if error.status == 404:
+                return None
+            raise
+
+    def emissions(self) -> dict:
+        """CodeCarbon's record of every training run, oldest first."""
+        return self._json("GET", "/api/v1/emissions")
+
+    def predictions_summary(self, minutes: int = 60) -> dict:
+        return self._json("GET", "/api/v1/predictions/summary", params={"minutes": minutes})
+
+    def metrics_text(self) -> str:
+        """The API's Prometheus exposition (GET /metrics, no token needed)."""
+        return self._send("GET", "/metrics").text

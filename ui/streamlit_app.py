@@ -24,6 +24,9 @@ PAGES = {
         st.Page("app_pages/data.py", title="Data", icon=":material/database:"),
     ],
     "Monitor": [
+        st.Page("app_pages/drift.py", title="Drift", icon=":material/query_stats:"),
+        st.Page("app_pages/emissions.py", title="Emissions", icon=":material/co2:"),
+        st.Page("app_pages/service.py", title="Service", icon=":material/monitor_heart:"),
         st.Page("app_pages/jobs.py", title="Jobs", icon=":material/work_history:"),
     ],
 }

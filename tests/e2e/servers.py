@@ -30,11 +30,12 @@ VIEWPORT = {"width": 1280, "height": 800}
 
 
 def start_backend(root: Path, rows: int = 2000) -> Services:
-    """A trained champion behind a ready API and a job worker. OPCON_HOME must point under `root`."""
+    """A trained champion behind a ready API and a job worker. OPCON_HOME must point under `root`.
+    No scheduled drift report: a test's own would otherwise race it (409, or another window)."""
     project = build_project(root, rows=rows)
     project.dvc("repro")
     project.git_commit("first model")
-    services = Services(project.path, project.state)
+    services = Services(project.path, project.state, {"OPCON_DRIFT_INTERVAL_MINUTES": "0"})
     services.project = project
     services.start_api()
     services.start_worker()

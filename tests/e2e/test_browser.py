@@ -1,7 +1,8 @@
 """The console in Debian's Chromium (Playwright), against `streamlit run` and a real API + job worker.
 
 One browser session, in file order: predict (and a refused out-of-range value), a batch scored and
-downloaded, a retrain followed to its end and its version promoted, then every page opened. Each
+downloaded, a retrain followed to its end and its version promoted, a drift report run from its page
+on drifted predictions, the service page refreshing itself, then every page opened. Each
 page's screenshot goes to tests/artifacts/screenshots (docs/screenshots with
 OPCON_UPDATE_SCREENSHOTS=1). Feature names come from GET /schema.
 """
@@ -14,6 +15,7 @@ import pandas as pd
 import pytest
 from playwright.sync_api import Page, expect
 
+from ml import generate as generator
 from ml.generate import generate
 from monitoring.prediction_log import PredictionLog
 from ui.components.forms import label
@@ -21,7 +23,7 @@ from ui.components.forms import label
 pytestmark = [pytest.mark.browser, pytest.mark.live]
 
 PAGES = {"Predict": "Predict", "Batch": "Batch scoring", "Retrain": "Retrain", "Models": "Models",
-         "Data": "Data", "Jobs": "Jobs"}
+         "Data": "Data", "Drift": "Drift", "Emissions": "Emissions", "Service": "Service", "Jobs": "Jobs"}
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 RETRAIN_SECONDS = 240
 saved: set[str] = set()  # pages already shown in a richer state by an earlier test
@@ -41,6 +43,10 @@ def save(page: Page, shots, name: str) -> None:
     page.wait_for_timeout(800)  # charts finish drawing
     page.screenshot(path=shots / f"{name}.png")
     saved.add(name)
+
+
+def metric_value(page: Page, label: str):
+    return page.locator('[data-testid="stMetric"]', has_text=label).locator('[data-testid="stMetricValue"]')
 
 
 def logged_rows(backend) -> int:
@@ -119,6 +125,58 @@ def test_a_retrain_is_followed_to_its_new_version_which_is_then_promoted(page, b
     assert backend.get("/api/v1/models").json()["champion"] == "2"
     sidebar = page.locator('[data-testid="stSidebar"]')
     expect(sidebar.get_by_text(re.compile(r"version 2$"))).to_be_visible(timeout=15_000)
+
+
+def predict_batch(backend, content: bytes) -> None:
+    scored = backend.post("/api/v1/predict/batch", files={"file": ("rows.csv", content)})
+    assert scored.status_code == 200, scored.text
+
+
+def test_a_drift_report_runs_from_its_page_and_evidently_draws_offline(page, backend, shots, tmp_path):
+    prepared = backend.project.path / "data" / "prepared"  # held-out rows: an earlier, calm report
+    held_out = pd.concat([pd.read_parquet(prepared / f"{name}.parquet") for name in ("validation", "test")])
+    predict_batch(backend, held_out.to_csv(index=False).encode())
+    calm = backend.post("/api/v1/jobs", json={"kind": "drift_report", "params": {"last_rows": len(held_out)}})
+    assert backend.wait_job(calm.json()["id"], timeout=120)["status"] == "succeeded"
+    hot = tmp_path / "hot.csv"
+    generator.main(["--rows", "1000", "--seed", "41", "--air-shift", "5", "--torque-shift", "8",
+                    "--out", str(hot)])
+    predict_batch(backend, hot.read_bytes())
+    go_to(page, "Drift")
+    page.get_by_role("combobox", name="Window").click()
+    page.get_by_role("option", name="the last 1,000 predictions").click()
+    fetched = []  # what the report's frames ask the network for: nothing (its JS and fonts are inlined)
+
+    def from_the_report(request) -> None:
+        if request.frame.url == "about:srcdoc" and not request.url.startswith(("data:", "blob:")):
+            fetched.append(request.url)
+
+    page.on("request", from_the_report)
+    page.get_by_role("button", name="Run drift report now").click()
+    expect(page.get_by_text(re.compile(r"^Dataset drift: \d of \d features drifted"))).to_be_visible(
+        timeout=120_000)
+    report = page.frame_locator('iframe[title="st.iframe"]').frame_locator(
+        'iframe[title="Evidently drift report"]')
+    expect(report.get_by_text("Dataset Drift is detected")).to_be_visible(timeout=30_000)
+    assert fetched == []
+    expect(metric_value(page, "Rows compared")).to_have_text("1,000")
+    expect(page.get_by_role("link", name="Retrain the model")).to_be_visible()
+    assert_no_error_on_screen(page)
+    save(page, shots, "drift")
+
+
+def test_the_service_page_refreshes_itself(page, backend, shots):
+    go_to(page, "Service")
+    expect(metric_value(page, "Requests")).to_have_text("—")  # one reading: no rate yet
+    schema = backend.get("/api/v1/schema").json()
+    record = {f["name"]: f["typical"] for f in schema["features"]}
+    for _ in range(5):
+        assert backend.post("/api/v1/predict", json={"records": [record]}).status_code == 200
+    # nobody touches the page: its next reading shows the rate and the latency of those requests
+    expect(metric_value(page, "Requests")).to_have_text(re.compile(r"^[\d.]+ /s$"), timeout=15_000)
+    expect(metric_value(page, "Latency p50")).to_have_text(re.compile(r"^[\d.]+ ms$"))
+    assert_no_error_on_screen(page)
+    save(page, shots, "service")
 
 
 @pytest.mark.parametrize("nav", list(PAGES))

@@ -16,6 +16,7 @@ STEPS = {  # the order the worker runs them in (control API, jobs/tasks.py)
     "retrain": ["pull", "validate", "train", "register and promote", "push"],
     "data_pull": ["pull"],
     "validate": ["validate"],
+    "drift_report": ["read predictions", "reference", "compare", "html report", "store", "retrain policy"],
 }
 STATUS_ICONS = {  # Markdown (material icons render without emoji fonts)
     "queued": ":orange[:material/schedule:]", "running": ":blue[:material/autorenew:]",
