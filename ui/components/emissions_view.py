@@ -12,11 +12,11 @@ import pandas as pd
 
 from ui.components import formatting
 
-# UK Government GHG Conversion Factors for Company Reporting 2022 (DEFRA/BEIS), "Passenger vehicles,
-# Average car, Petrol": about 0.17 kg CO2e per km, per vehicle. An assumption for scale, said on the page.
+# The order of magnitude of the UK government's GHG conversion factors for an average petrol car in
+# recent years (roughly 0.16 to 0.18 kg CO2e per vehicle-km). An assumption for scale, said on the page.
 CAR_KG_PER_KM = 0.17
-CAR_FACTOR_SOURCE = ("an average petrol car emits about 0.17 kg CO₂eq per km (UK government GHG "
-                     "conversion factors 2022, “average car, petrol”)")
+CAR_FACTOR_SOURCE = ("an average petrol car emits about 0.17 kg CO₂eq per km (the order of the UK "
+                     "government's GHG conversion factors for an average petrol car; for scale only)")
 UNVERSIONED = "not registered"
 
 
