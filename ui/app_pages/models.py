@@ -66,6 +66,12 @@ def smaller_headings(markdown: str) -> str:
     return re.sub(r"^(#{1,3}) ", lambda m: "#" * (len(m.group(1)) + 3) + " ", markdown, flags=re.MULTILINE)
 
 
+@st.cache_data(show_spinner=False, max_entries=64)
+def card_markdown(api_base: str, run_id: str | None, version: str) -> str:
+    """A version's card is an artifact of its run and never changes: every session shares one copy."""
+    return api().model_card(version)
+
+
 def model_card(listing: dict, primary: str | None) -> None:
     versions = listing["versions"]
     labels = {version_label(v, primary): v for v in versions}
@@ -80,7 +86,8 @@ def model_card(listing: dict, primary: str | None) -> None:
                              icon=":material/open_in_new:", width="stretch")
     with st.container(border=True, height=520):
         try:
-            st.markdown(smaller_headings(api().model_card(chosen["version"])))
+            card = card_markdown(api().base_url, chosen["run_id"], chosen["version"])
+            st.markdown(smaller_headings(card))
         except ApiRejectedError as error:
             st.info(f"No model card: {error.message}.", icon=":material/description:")
 
