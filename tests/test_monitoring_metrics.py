@@ -5,6 +5,7 @@ emissions) carry the names and labels the alert rules use, the same whichever wo
 from __future__ import annotations
 
 import csv
+import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
@@ -64,13 +65,18 @@ def test_prediction_counters_add_up_across_both_workers(live):
         return response.json()
 
     # a 10,000-record request keeps one sync worker busy for a second or more: the small requests
-    # sent meanwhile can only be answered by the other worker
+    # sent meanwhile can only be answered by the other worker, once it has loaded the app (on a
+    # busy machine that can take a while after the first worker answered /ready)
+    value_files = live.project.state / "prometheus"
+    bodies = []
+    deadline = time.monotonic() + 120
     with ThreadPoolExecutor(1) as pool:
-        big = pool.submit(predict, 10_000)
-        small = [predict(3)]
-        while not big.done():
-            small.append(predict(3))
-    bodies = [big.result(), *small]
+        while len(list(value_files.glob("counter_*.db"))) < 2 and time.monotonic() < deadline:
+            big = pool.submit(predict, 10_000)
+            bodies.append(predict(3))
+            while not big.done():
+                bodies.append(predict(3))
+            bodies.append(big.result())
     sent = len(bodies)
     labels = Counter((str(p["label"]), b["served_by"]) for b in bodies for p in b["predictions"])
     after = samples(live)
@@ -83,8 +89,7 @@ def test_prediction_counters_add_up_across_both_workers(live):
             - total(before, "opcon_prediction_latency_seconds_count")) == sent
     assert (total(after, "flask_http_request_total", method="POST", status="200")
             - total(before, "flask_http_request_total", method="POST", status="200")) == sent
-    value_files = list((live.project.state / "prometheus").glob("counter_*.db"))
-    assert len(value_files) >= 2  # both gunicorn workers counted some
+    assert len(list(value_files.glob("counter_*.db"))) >= 2  # both gunicorn workers counted some
 
 
 def test_state_metrics_carry_their_labels(live):
@@ -129,5 +134,6 @@ def test_every_worker_answers_the_same_state_and_the_names_alerts_use(live):
         return sorted((n, tuple(sorted(s.labels.items())), s.value) for n in STATE_METRICS
                       for s in found.get(n, []))
 
+    time.sleep(1.5)  # past OPCON_METRICS_CACHE_SECONDS: no worker still holds a reading from before
     answers = {tuple(state(samples(live))) for _ in range(12)}  # two workers answer these scrapes
     assert len(answers) == 1

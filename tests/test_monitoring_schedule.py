@@ -3,6 +3,7 @@ report is due, and when drift in N reports in a row starts a retrain."""
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 
 import pytest
@@ -38,6 +39,7 @@ def test_a_scheduled_report_needs_new_predictions_and_the_interval(settings, sto
     assert job["kind"] == "drift_report" and job["reason"] == SCHEDULED
     assert job["params"] == {"last_rows": 500}
     store.finish(job["id"], "succeeded")
+    time.sleep(0.05)  # a segment's time is its mtime, from the kernel's coarse clock (a few ms)
     predict_something(settings)
     created = job["created_at"]
     assert schedule_drift_report(store, settings, now=created + timedelta(seconds=599)) is None
