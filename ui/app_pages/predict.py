@@ -78,7 +78,7 @@ def feedback_form(result: dict, current_schema: dict) -> None:
 
 
 st.title("Predict")
-st.caption("Enter one machine's readings and ask the champion model for its answer. "
+st.caption("Enter one record's values and ask the champion model for its answer. "
            "Ranges come from the data schema: the ? next to a field gives its allowed values.")
 current_schema = schema()
 form_column, result_column = st.columns([3, 2], gap="large")
