@@ -41,9 +41,9 @@ def _tracking_mode(tracker) -> str:
     return f"{'measured' if measured else 'estimated'} ({', '.join(modes) or 'no hardware found'})"
 
 
-def new_tracker(country_iso_code: str, project_name: str, measure_power_secs: float = 15,
-                **tracker_options):
-    """CodeCarbon's offline tracker. Building it detects the hardware, which takes about a second."""
+def new_tracker(country_iso_code: str, project_name: str, measure_power_secs: float = 15, *,
+                probe: bool = True, **tracker_options):
+    """CodeCarbon's offline tracker; with `probe`, its hardware detected too (see probe_hardware)."""
     from codecarbon import OfflineEmissionsTracker
 
     logging.getLogger("codecarbon").setLevel(logging.ERROR)
@@ -53,12 +53,22 @@ def new_tracker(country_iso_code: str, project_name: str, measure_power_secs: fl
                                       project_name=project_name, log_level="error",
                                       measure_power_secs=measure_power_secs, save_to_file=True,
                                       **tracker_options)
-    # CodeCarbon 3.3 detects the hardware lazily in start(): do it here, where the caller can
-    # overlap it with other work, instead of inside the measured block. A tracker whose
-    # constructor failed lacks the flag; track() reports it when stop() returns None.
+    if probe:
+        probe_hardware(tracker)
+    return tracker
+
+
+def probe_hardware(tracker) -> None:
+    """Detect the hardware, once per process (later trackers reuse the result): about a second,
+    mostly waiting on a child process that times the CPU clock.
+
+    CodeCarbon 3.3 does this lazily in start(), inside the measured block; calling it ahead lets the
+    caller overlap it with other work. It imports nothing beyond CodeCarbon's own modules, so it
+    may run in a thread beside another import. A tracker whose constructor failed lacks the flag;
+    track() reports it when stop() returns None.
+    """
     if hasattr(tracker, "_hardware_initialized"):
         tracker._ensure_hardware_ready()
-    return tracker
 
 
 @contextlib.contextmanager

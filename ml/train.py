@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from importlib.metadata import version as installed_version
 from pathlib import Path
 
@@ -21,7 +21,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from ml import cards, config, emissions, tracking
+from ml import cards, config, emissions, process, tracking
 from ml import params as params_module
 from ml.errors import ParamsError, PipelineError
 from ml.metrics import choose_threshold, classification_metrics, predict_labels
@@ -35,6 +35,9 @@ ESTIMATOR_CLASSES = {
     "logistic_regression": LogisticRegression,
 }
 MODEL_REQUIREMENTS = ("scikit-learn", "skops", "pandas", "numpy", "scipy")
+# what train() imports when first used; MLflow's SQL stores bring alembic and SQLAlchemy
+LIBRARIES = ("mlflow.sklearn", "mlflow.models", "mlflow.store.tracking.sqlalchemy_store",
+             "mlflow.store.model_registry.sqlalchemy_store", "skops.io", "matplotlib.pyplot")
 
 
 def make_estimator(train: Train):
@@ -115,8 +118,8 @@ def _trusted_types(pipeline: Pipeline, x: pd.DataFrame, y: np.ndarray) -> list[s
 
 
 def _index_installed_packages() -> None:
-    """log_model checks the pinned requirements against MLflow's index of every installed
-    package, built once per process (about a second): build it ahead of time."""
+    """MLflow's index of every installed package (about half a second, once per process): log_model
+    checks the model's pinned requirements against it."""
     from mlflow.utils import requirements_utils
 
     getattr(requirements_utils, "_init_packages_to_modules_map", lambda: None)()
@@ -145,23 +148,47 @@ def _flat_params(params: Params) -> dict[str, object]:
     return flat
 
 
+def start_up(params: Params, pool: Executor) -> None:
+    """Start a fresh process: CodeCarbon's hardware probe (see emissions.probe_hardware) in the
+    background, hidden by the imports that follow. The tracker is built here, in the calling thread:
+    building it imports CodeCarbon, and two threads importing at once can deadlock."""
+    pool.submit(emissions.probe_hardware, new_tracker(params, probe=False))
+    process.import_and_freeze(LIBRARIES)
+
+
+def new_tracker(params: Params, probe: bool = True):
+    return emissions.new_tracker(params.emissions.country_iso_code, params.registry.model_name,
+                                 params.emissions.measure_power_secs, probe=probe,
+                                 **params.emissions.tracker_options)
+
+
 def train(project: Path, params: Params) -> dict:
     """Fit, measure and log one model; return what the evaluate stage needs."""
-    import mlflow
-    import mlflow.sklearn
-    from mlflow.models import infer_signature
+    import mlflow.sklearn  # noqa: F401  (imported before any thread starts: see below)
 
     build_pipeline(params.schema, params.train)  # bad params fail here, before any work
+    # The one-off work of a process runs in the background: CodeCarbon's probe beside the data
+    # reads and the store connection, MLflow's package index (log_model reads it) beside the fit.
+    # Only work that imports nothing goes there: two threads importing at once can deadlock.
     with ThreadPoolExecutor(max_workers=2) as pool:
-        # one-off start-up costs overlap the data reads and the MLflow connection
-        pool.submit(_index_installed_packages)
-        pending_tracker = pool.submit(emissions.new_tracker, params.emissions.country_iso_code,
-                                      params.registry.model_name, params.emissions.measure_power_secs,
-                                      **params.emissions.tracker_options)
+        indexing = pool.submit(_index_installed_packages)
+        tracker = new_tracker(params, probe=False)
+        probing = pool.submit(emissions.probe_hardware, tracker)
         parts = {name: read_split(project, name) for name in SPLITS}
         validation = json.loads((project / "data" / "validation.json").read_text())
         experiment_id = tracking.configure(params.registry.experiment)
-        tracker = pending_tracker.result()
+        probing.result()
+        return _run(params, parts=parts, validation=validation, experiment_id=experiment_id,
+                    tracker=tracker, indexing=indexing,
+                    dataset_card=project / "data" / "dataset_card.md")
+
+
+def _run(params: Params, *, parts: dict[str, pd.DataFrame], validation: dict, experiment_id: str,
+         tracker, indexing: Future, dataset_card: Path) -> dict:
+    """The MLflow run of one training."""
+    import mlflow
+    from mlflow.models import infer_signature
+
     data_version = validation["data_version"]
     commit = tracking.git_commit()
     tags = {"data_version": data_version, "git_commit": commit, "dataset": params.dataset.name,
@@ -176,9 +203,10 @@ def train(project: Path, params: Params) -> dict:
         if threshold is not None:
             mlflow.log_metric("threshold", threshold)
         mlflow.log_dict(validation, "validation.json")
-        mlflow.log_artifact(str(project / "data" / "dataset_card.md"))
+        mlflow.log_artifact(str(dataset_card))
         mlflow.log_figure(_confusion_figure(*confusion, params.schema.target), "confusion_matrix.png")
         example = x_train.head(5)
+        indexing.result()
         info = mlflow.sklearn.log_model(
             pipeline, name="model", input_example=example,
             signature=infer_signature(example, pipeline.predict_proba(example)),
@@ -216,7 +244,9 @@ def main() -> int:
     project = Path.cwd()
     try:
         params = params_module.load(project)
-        result = train(project, params)
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            start_up(params, pool)
+            result = train(project, params)
     except PipelineError as error:
         print(error, file=sys.stderr)
         return 1

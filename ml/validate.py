@@ -12,12 +12,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from ml import config
+from ml import config, process
 from ml import params as params_module
 from ml.errors import DataError, PipelineError
 from ml.schema import Schema
 from ml.versioning import data_version
 
+LIBRARIES = ("great_expectations", "great_expectations.expectations")
 NUMERIC_TYPES = ["int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
                  "float16", "float32", "float64", "Int64", "Float64"]
 
@@ -188,6 +189,7 @@ def main() -> int:
     except PipelineError as error:
         print(error, file=sys.stderr)
         return 1
+    process.import_and_freeze(LIBRARIES)
     report = validate_file(project / params.dataset.raw, params.schema)
     out = project / "data" / "validation.json"
     out.parent.mkdir(parents=True, exist_ok=True)

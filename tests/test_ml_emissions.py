@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import textwrap
+
 import pytest
 
 from ml import emissions
@@ -41,3 +46,37 @@ def test_the_emissions_table_keeps_one_row_per_training(state_dir):
     assert float(rows[0]["emissions_kg"]) == pytest.approx(1e-6)
     assert rows[1]["mode"] == "estimated (CPU:x)"
     assert list(rows[0]) == emissions.TABLE_COLUMNS
+
+
+def run_fresh(code: str, state_dir) -> list[str]:
+    """Lines printed by `code` run in a new interpreter (its own set of imported modules)."""
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], check=True, capture_output=True,
+                          text=True, env={**os.environ, "OPCON_HOME": str(state_dir)}).stdout.split()
+
+
+def test_the_hardware_probe_imports_only_codecarbon_modules(state_dir):
+    # ml.train.start_up() runs the probe in a thread beside the train stage's imports; two threads
+    # importing shared modules at once can deadlock, so the probe may import nothing else
+    imported = run_fresh("""
+        import sys
+        import ml.train  # as `python -m ml.train` has, before main() starts the probe
+        from ml import emissions
+        tracker = emissions.new_tracker("FRA", "test", measure_power_secs=1, probe=False)
+        before = set(sys.modules)
+        emissions.probe_hardware(tracker)
+        print(*sorted(set(sys.modules) - before))
+        print("probed", tracker._hardware_initialized)
+    """, state_dir)
+    assert imported[-2:] == ["probed", "True"]
+    assert all(name.split(".")[0] in {"codecarbon", "cpuinfo"} for name in imported[:-2]), imported
+
+
+def test_a_stage_freezes_what_it_imported(state_dir):
+    frozen = run_fresh("""
+        import gc
+        from ml import process
+        process.import_and_freeze(["fractions"])
+        import sys
+        print("fractions" in sys.modules, gc.get_freeze_count() > 0)
+    """, state_dir)
+    assert frozen == ["True", "True"]
