@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
+from filelock import FileLock
 from sqlalchemy import event
 
 metadata = sa.MetaData()
@@ -73,7 +75,6 @@ def row_dict(row) -> dict | None:
 
 def _sqlite_pragmas(connection, _record) -> None:
     cursor = connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA busy_timeout=10000")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
@@ -84,15 +85,29 @@ def normalise(url: str) -> str:
     return "postgresql+psycopg2://" + url.split("://", 1)[1] if url.startswith("postgresql://") else url
 
 
+def _schema_lock(engine: sa.Engine):
+    """Serialises table creation among processes sharing one SQLite file.
+
+    Switching a new file to WAL needs an exclusive lock that SQLite does not wait for, so
+    connections opening the file at once fail with "database is locked" without this.
+    """
+    path = engine.url.database
+    if engine.dialect.name != "sqlite" or not path or path == ":memory:":
+        return contextlib.nullcontext()
+    return FileLock(f"{path}.lock", timeout=60)
+
+
 def connect(url: str) -> sa.Engine:
     """An engine with the tables created; SQLite in WAL mode so readers never wait on the worker."""
     url = normalise(url)
     engine = sa.create_engine(url, pool_pre_ping=not url.startswith("sqlite"))
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
-    with engine.begin() as connection:
+    # API servers and workers starting together would race to create the same tables
+    with _schema_lock(engine), engine.begin() as connection:
         if engine.dialect.name == "postgresql":
-            # API servers and workers starting together would race to create the same tables
             connection.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK_KEY})
+        elif engine.dialect.name == "sqlite":
+            connection.exec_driver_sql("PRAGMA journal_mode=WAL")  # kept in the file once set
         metadata.create_all(connection)
     return engine
