@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
-from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from importlib.metadata import version as installed_version
 from pathlib import Path
 
@@ -117,14 +117,6 @@ def _trusted_types(pipeline: Pipeline, x: pd.DataFrame, y: np.ndarray) -> list[s
     return untrusted
 
 
-def _index_installed_packages() -> None:
-    """MLflow's index of every installed package (about half a second, once per process): log_model
-    checks the model's pinned requirements against it."""
-    from mlflow.utils import requirements_utils
-
-    getattr(requirements_utils, "_init_packages_to_modules_map", lambda: None)()
-
-
 def _confusion_figure(truth, predicted, classes, target):
     import matplotlib
 
@@ -167,24 +159,21 @@ def train(project: Path, params: Params) -> dict:
     import mlflow.sklearn  # noqa: F401  (imported before any thread starts: see below)
 
     build_pipeline(params.schema, params.train)  # bad params fail here, before any work
-    # The one-off work of a process runs in the background: CodeCarbon's probe beside the data
-    # reads and the store connection, MLflow's package index (log_model reads it) beside the fit.
-    # Only work that imports nothing goes there: two threads importing at once can deadlock.
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        indexing = pool.submit(_index_installed_packages)
+    # CodeCarbon's probe (mostly a child process sleeping) runs beside the data reads and the
+    # store connection. It imports nothing: two threads importing at once can deadlock.
+    with ThreadPoolExecutor(max_workers=1) as pool:
         tracker = new_tracker(params, probe=False)
         probing = pool.submit(emissions.probe_hardware, tracker)
         parts = {name: read_split(project, name) for name in SPLITS}
         validation = json.loads((project / "data" / "validation.json").read_text())
         experiment_id = tracking.configure(params.registry.experiment)
         probing.result()
-        return _run(params, parts=parts, validation=validation, experiment_id=experiment_id,
-                    tracker=tracker, indexing=indexing,
-                    dataset_card=project / "data" / "dataset_card.md")
+    return _run(params, parts=parts, validation=validation, experiment_id=experiment_id,
+                tracker=tracker, dataset_card=project / "data" / "dataset_card.md")
 
 
 def _run(params: Params, *, parts: dict[str, pd.DataFrame], validation: dict, experiment_id: str,
-         tracker, indexing: Future, dataset_card: Path) -> dict:
+         tracker, dataset_card: Path) -> dict:
     """The MLflow run of one training."""
     import mlflow
     from mlflow.models import infer_signature
@@ -206,7 +195,6 @@ def _run(params: Params, *, parts: dict[str, pd.DataFrame], validation: dict, ex
         mlflow.log_artifact(str(dataset_card))
         mlflow.log_figure(_confusion_figure(*confusion, params.schema.target), "confusion_matrix.png")
         example = x_train.head(5)
-        indexing.result()
         info = mlflow.sklearn.log_model(
             pipeline, name="model", input_example=example,
             signature=infer_signature(example, pipeline.predict_proba(example)),
