@@ -33,10 +33,14 @@ def create_app(config: dict | None = None):
     """config: Settings overrides (state_dir, project_dir, api_token, ...) and `testing`."""
     from flask_openapi3 import Info, OpenAPI
 
-    from control_api import auth, errors, metrics
+    from control_api import errors, metrics
     from control_api import settings as settings_module
     from control_api.errors import pydantic_details
+    from control_api.identity import routing
     from control_api.routes import (
+        approvals,
+        audit,
+        auth,
         datasets,
         emissions,
         feedback,
@@ -47,6 +51,8 @@ def create_app(config: dict | None = None):
         predictions,
         reports,
         schema,
+        tokens,
+        users,
     )
     from control_api.services import Services
 
@@ -70,12 +76,15 @@ def create_app(config: dict | None = None):
     app.json = IsoJSONProvider(app)
     app.config.update(MAX_CONTENT_LENGTH=settings.max_upload_bytes, TESTING=settings.testing)
     app.extensions["opcon"] = services
-    errors.register(app)
-    auth.register(app, settings.api_token)
+    errors.register(app, services.limiter)
     services.metrics = metrics.register(app, services)
-    for module in (health, schema, predict, predictions, models, datasets, feedback, jobs, reports,
-                   emissions):
-        app.register_api(module.blueprint(services))
+    blueprints = [module.blueprint(services) for module in (
+        health, auth, users, tokens, audit, schema, predict, predictions, models, approvals, datasets,
+        feedback, jobs, reports, emissions)]
+    for bp in blueprints:
+        app.register_api(bp)
+    routing.install(app, blueprints, services.resolver, services.audit)
+    services.limiter.init_app(app)
 
     @app.get("/openapi.json", doc_ui=False)
     def openapi_json():

@@ -1,4 +1,5 @@
-"""The API's own records (jobs, data versions, feedback): SQLite by default, PostgreSQL by URL."""
+"""The API's own records (jobs, data versions, feedback, accounts, the audit trail): SQLite by
+default, PostgreSQL by URL."""
 
 from __future__ import annotations
 
@@ -29,6 +30,9 @@ jobs = sa.Table(
     sa.Column("error", sa.Text, nullable=True),
     sa.Column("result", sa.JSON, nullable=True),
     sa.Column("log", sa.Text, nullable=False, default=""),
+    # who asked for it: a user, a token's owner, the service token, or a policy
+    sa.Column("requested_by", sa.String(64), nullable=True),
+    sa.Column("requested_role", sa.String(16), nullable=True),
 )
 
 # one row per kind while a job of that kind is queued or running: the single-flight guard
@@ -56,6 +60,79 @@ feedback = sa.Table(
     sa.Column("row", sa.Integer, primary_key=True),
     sa.Column("label", sa.JSON, nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+users = sa.Table(
+    "users", metadata,
+    sa.Column("username", sa.String(64), primary_key=True),
+    sa.Column("display_name", sa.String(128), nullable=False),
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),  # person (signs in) or service (tokens only)
+    sa.Column("password_hash", sa.Text, nullable=True),  # argon2id; None for service accounts
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("created_by", sa.String(64), nullable=True),
+    sa.Column("disabled", sa.Boolean, nullable=False, default=False),
+    sa.Column("last_login_at", sa.DateTime(timezone=True), nullable=True),
+)
+
+# sign-in sessions; only the SHA-256 of the token is kept
+sessions = sa.Table(
+    "sessions", metadata,
+    sa.Column("token_hash", sa.String(64), primary_key=True),
+    sa.Column("username", sa.String(64), nullable=False, index=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("revoked_at", sa.DateTime(timezone=True), nullable=True),
+)
+
+# personal and service API tokens; only the SHA-256 of the token and its visible prefix are kept
+api_tokens = sa.Table(
+    "api_tokens", metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("prefix", sa.String(16), nullable=False),
+    sa.Column("name", sa.String(100), nullable=False),
+    sa.Column("owner", sa.String(64), nullable=False, index=True),
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("created_by", sa.String(64), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("last_used_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("revoked_at", sa.DateTime(timezone=True), nullable=True),
+)
+
+# append-only and hash-chained: seq and prev_hash are unique, so two writers cannot fork the chain
+audit_events = sa.Table(
+    "audit_events", metadata,
+    sa.Column("seq", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True,
+              autoincrement=False),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False, index=True),
+    sa.Column("actor", sa.String(64), nullable=False, index=True),
+    sa.Column("role", sa.String(16), nullable=True),
+    sa.Column("action", sa.String(64), nullable=False, index=True),
+    sa.Column("target", sa.String(256), nullable=False),
+    sa.Column("request_id", sa.String(64), nullable=True),
+    sa.Column("client", sa.String(64), nullable=True),
+    sa.Column("outcome", sa.String(32), nullable=False),
+    sa.Column("status", sa.Integer, nullable=True),
+    sa.Column("params", sa.JSON, nullable=False),
+    sa.Column("prev_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("hash", sa.String(64), nullable=False),
+)
+
+# challengers that passed the gate while `registry.require_approval` is on
+approvals = sa.Table(
+    "approvals", metadata,
+    sa.Column("model", sa.String(256), primary_key=True),
+    sa.Column("version", sa.String(16), primary_key=True),
+    sa.Column("status", sa.String(16), nullable=False),  # pending, approved, rejected
+    sa.Column("job_id", sa.String(36), nullable=True),
+    sa.Column("requested_by", sa.String(64), nullable=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("comparison", sa.JSON, nullable=False),
+    sa.Column("decided_by", sa.String(64), nullable=True),
+    sa.Column("decided_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("comment", sa.Text, nullable=True),
 )
 
 
@@ -110,4 +187,16 @@ def connect(url: str) -> sa.Engine:
         elif engine.dialect.name == "sqlite":
             connection.exec_driver_sql("PRAGMA journal_mode=WAL")  # kept in the file once set
         metadata.create_all(connection)
+        _add_missing_columns(connection)
     return engine
+
+
+def _add_missing_columns(connection) -> None:
+    """Columns added to a table after a database was created (all nullable): ALTER TABLE ADD."""
+    inspector = sa.inspect(connection)
+    for table in metadata.sorted_tables:
+        present = {c["name"] for c in inspector.get_columns(table.name)}
+        for column in table.columns:
+            if column.name not in present and column.nullable:
+                kind = column.type.compile(dialect=connection.dialect)
+                connection.exec_driver_sql(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}')

@@ -11,7 +11,6 @@ from ml.schema import Feature as FeatureOut  # the schema's own model describes 
 from monitoring.reports import ID_PATTERN
 
 MAX_INDEX = 2**31 - 1  # databases keep 64-bit integers at most; no offset, row or version is larger
-SECURITY = [{"bearer": []}]  # every /api/v1 operation needs the bearer token
 
 
 class Problem(BaseModel):
@@ -100,6 +99,8 @@ class ModelVersionOut(BaseModel):
     threshold: float | None
     promotion: dict[str, str]
     onnx: str | None
+    approval: dict[str, Any] | None = Field(None, description="the approval record when "
+                                            "registry.require_approval held this version back")
 
 
 class ModelList(BaseModel):
@@ -172,6 +173,7 @@ class JobOut(BaseModel):
     result: dict[str, Any] | None
     log_tail: str
     cancel_requested: bool
+    requested_by: str | None = Field(None, description="who started it: a user, or a policy")
 
 
 class JobPath(BaseModel):

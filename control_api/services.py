@@ -1,4 +1,5 @@
-"""What the routes share, built once per app: settings, params, champion, logs, database, queue."""
+"""What the routes share, built once per app: settings, params, champion, logs, database, queue,
+accounts, the audit trail."""
 
 from __future__ import annotations
 
@@ -7,6 +8,11 @@ import dataclasses
 import sqlalchemy as sa
 
 from control_api import db
+from control_api.approvals import ApprovalStore
+from control_api.audit import AuditLog
+from control_api.identity import limits
+from control_api.identity.resolver import FileEpoch, RedisEpoch, Resolver
+from control_api.identity.store import IdentityStore
 from control_api.serving import Champion
 from control_api.settings import Settings
 from ml import params as params_module
@@ -22,6 +28,11 @@ class Services:
     predictions: PredictionLog
     engine: sa.Engine
     jobs: object  # control_api.jobs.records.JobStore
+    identities: IdentityStore
+    resolver: Resolver
+    audit: AuditLog
+    limiter: object  # flask_limiter.Limiter
+    approvals: ApprovalStore
     metrics: object = None  # monitoring.metrics.ServiceMetrics, set by create_app
 
     @classmethod
@@ -34,5 +45,12 @@ class Services:
         champion = Champion(params.registry.model_name, params.schema, settings.model_poll_seconds,
                             settings.onnx_max_rows)
         store = JobStore(engine, make_queue(settings))
+        identities = IdentityStore(engine)
+        if settings.redis_url:
+            epoch = RedisEpoch(settings.redis_url, f"{settings.queue_name}:identity-epoch")
+        else:
+            epoch = FileEpoch(settings.state_dir / "identity" / "epoch")
+        resolver = Resolver(identities, epoch, settings.api_token, settings.api_token_role)
         return cls(settings, params, champion, PredictionLog(settings.prediction_log_dir), engine,
-                   store)
+                   store, identities, resolver, AuditLog(engine), limits.build(settings.ratelimit_storage),
+                   ApprovalStore(engine))

@@ -7,6 +7,7 @@ import os
 import secrets
 from pathlib import Path
 
+from control_api.identity.permissions import ROLES
 from ml import config as ml_config
 
 
@@ -24,6 +25,12 @@ class Settings:
     project_dir: Path
     api_token: str
     database_url: str
+    api_token_role: str = "admin"  # what the service token (OPCON_API_TOKEN) may do
+    session_hours: float = 12.0
+    login_max_failures: int = 5  # failed sign-ins per username within the lock-out window
+    login_max_failures_per_address: int = 20  # failed sign-ins per client address
+    login_lockout_seconds: int = 300
+    ratelimit_storage_uri: str | None = None  # default: Redis at REDIS_URL, else in memory
     redis_url: str | None = None
     queue_name: str = "opcon"  # instances sharing one Redis need different names
     model_poll_seconds: float = 2.0
@@ -51,6 +58,10 @@ class Settings:
         if self.drift_interval_seconds is not None:
             return max(self.drift_interval_seconds, 0.0)
         return max(self.drift_interval_minutes, 0.0) * 60
+
+    @property
+    def ratelimit_storage(self) -> str:
+        return self.ratelimit_storage_uri or self.redis_url or "memory://"
 
     @property
     def prediction_log_dir(self) -> Path:
@@ -106,8 +117,17 @@ def from_env(**overrides) -> Settings:
         "drift_html_rows": _env_int("OPCON_DRIFT_HTML_ROWS", 10_000),
         "reports_keep_html": _env_int("OPCON_REPORTS_KEEP_HTML", 500),
         "metrics_cache_seconds": _env_float("OPCON_METRICS_CACHE_SECONDS", 5.0),
+        "api_token_role": os.environ.get("OPCON_API_TOKEN_ROLE") or "admin",
+        "session_hours": _env_float("OPCON_SESSION_HOURS", 12.0),
+        "login_max_failures": _env_int("OPCON_LOGIN_MAX_FAILURES", 5),
+        "login_max_failures_per_address": _env_int("OPCON_LOGIN_MAX_FAILURES_PER_ADDRESS", 20),
+        "login_lockout_seconds": _env_int("OPCON_LOGIN_LOCKOUT_SECONDS", 300),
+        "ratelimit_storage_uri": os.environ.get("OPCON_RATELIMIT_STORAGE_URI") or None,
     }
     values.update(overrides)
     if "api_token" not in values:
         values["api_token"] = ensure_token(state)
+    if values["api_token_role"] not in ROLES:
+        raise ValueError(f"OPCON_API_TOKEN_ROLE must be one of {', '.join(ROLES)}, "
+                         f"not `{str(values['api_token_role'])[:20]}`")
     return Settings(**values)

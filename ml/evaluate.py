@@ -69,6 +69,8 @@ def evaluate(project: Path, params: Params) -> dict:
     champion_version, champion = champion_score(params, test)
     challenger = trained["metrics"][f"test_{metric}"]
     decision = registry.decide(challenger, champion, baseline, params.evaluate)
+    decision.awaiting_approval = (decision.promote and champion is not None
+                                  and params.registry.require_approval)
 
     name = params.registry.model_name
     tags = {"data_version": trained["data_version"], "git_commit": tracking.git_commit(),
@@ -79,7 +81,7 @@ def evaluate(project: Path, params: Params) -> dict:
     tags.update(_export_onnx(trained, params, test))
     version = registry.register(trained["model_uri"], name, trained["run_id"], tags)
     registry.set_challenger(name, version)
-    if decision.promote:
+    if decision.promote and not decision.awaiting_approval:
         registry.promote(name, version, decision.reason)
 
     mlflow_client = registry.client()
@@ -94,7 +96,9 @@ def evaluate(project: Path, params: Params) -> dict:
                             emissions=trained["emissions"], version=version,
                             decision={"outcome": decision.outcome, "reason": decision.reason})
     mlflow_client.log_text(run_id, card, "model_card.md")
-    return {"version": version, "promoted": decision.promote, "reason": decision.reason,
+    promoted = decision.promote and not decision.awaiting_approval
+    return {"version": version, "promoted": promoted, "awaiting_approval": decision.awaiting_approval,
+            "reason": decision.reason,
             "metric": metric, f"test_{metric}": challenger, f"champion_test_{metric}": champion,
             "champion_version": champion_version, f"baseline_test_{metric}": baseline}
 
@@ -110,7 +114,8 @@ def main() -> int:
         return 1
     (project / "metrics").mkdir(exist_ok=True)
     (project / "metrics" / "evaluate.json").write_text(json.dumps(result, indent=2) + "\n")
-    outcome = "promoted to champion" if result["promoted"] else "kept as challenger"
+    outcome = ("awaiting approval" if result["awaiting_approval"]
+               else "promoted to champion" if result["promoted"] else "kept as challenger")
     print(f"version {result['version']} {outcome}: {result['reason']}")
     return 0
 

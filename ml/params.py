@@ -79,6 +79,9 @@ class Evaluate(_Strict):
 class Registry(_Strict):
     model_name: str = Field(min_length=1)
     experiment: str = Field(min_length=1)
+    # a challenger that passes the gate waits for an admin's approval instead of replacing the
+    # champion (the first champion of a model is promoted without one)
+    require_approval: bool = False
 
 
 class Emissions(_Strict):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from datetime import UTC, datetime
 
 from filelock import FileLock
@@ -17,6 +18,7 @@ from ml import config, tracking
 from ml.errors import RegistryError
 from ml.params import Evaluate
 
+ACTOR_VARIABLE = "OPCON_ACTOR"
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 HISTORY_TAG = "opcon.champion_history"
@@ -31,8 +33,12 @@ class Decision:
     champion_score: float | None
     baseline_score: float
 
+    awaiting_approval: bool = False
+
     @property
     def outcome(self) -> str:
+        if self.awaiting_approval:
+            return "awaiting approval"
         return "promoted" if self.promote else "kept as challenger"
 
     def as_tags(self) -> dict[str, str]:
@@ -129,7 +135,12 @@ def set_challenger(name: str, version: str) -> None:
     client().set_registered_model_alias(name, CHALLENGER, str(version))
 
 
-def promote(name: str, version: str, reason: str = "promoted by hand") -> None:
+def actor() -> str:
+    """Who the pipeline acts for: the user whose job runs it (OPCON_ACTOR), else the pipeline."""
+    return os.environ.get(ACTOR_VARIABLE) or "pipeline"
+
+
+def promote(name: str, version: str, reason: str = "promoted by hand", by: str | None = None) -> None:
     """Make `version` the champion in one alias write; remember the previous one for rollback."""
     version = str(version)
     with _lock():
@@ -142,12 +153,13 @@ def promote(name: str, version: str, reason: str = "promoted by hand") -> None:
         mlflow_client.set_registered_model_tag(name, HISTORY_TAG, json.dumps(history))
         mlflow_client.set_model_version_tag(name, version, "promoted_at", _now())
         mlflow_client.set_model_version_tag(name, version, "promotion.reason", reason)
+        mlflow_client.set_model_version_tag(name, version, "promoted_by", by or actor())
         current = mlflow_client.get_registered_model(name).aliases
         if str(current.get(CHALLENGER)) == version:
             mlflow_client.delete_registered_model_alias(name, CHALLENGER)
 
 
-def rollback(name: str) -> str:
+def rollback(name: str, by: str | None = None) -> str:
     """Bring the previous champion back; return its version."""
     with _lock():
         mlflow_client = client()
@@ -158,4 +170,7 @@ def rollback(name: str) -> str:
         mlflow_client.set_registered_model_alias(name, CHAMPION, restored)
         mlflow_client.set_registered_model_tag(name, HISTORY_TAG, json.dumps(history[:-1]))
         mlflow_client.set_model_version_tag(name, demoted, "rolled_back_at", _now())
+        mlflow_client.set_model_version_tag(name, restored, "promoted_at", _now())
+        mlflow_client.set_model_version_tag(name, restored, "promoted_by", by or actor())
+        mlflow_client.set_model_version_tag(name, restored, "promotion.reason", f"rollback from {demoted}")
         return restored

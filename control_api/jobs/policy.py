@@ -14,6 +14,8 @@ from monitoring.prediction_log import PredictionLog
 from monitoring.reports import ReportStore
 
 SCHEDULED = "scheduled"
+AUTO_RETRAIN_ACTOR = "policy:auto-retrain"  # who a drift-triggered retrain (and its promotion) is for
+SCHEDULE_ACTOR = "policy:schedule"
 
 
 def retrain_if_drifting(store: JobStore, reports: ReportStore, after: int) -> dict | None:
@@ -30,7 +32,7 @@ def retrain_if_drifting(store: JobStore, reports: ReportStore, after: int) -> di
         return None
     ids = ", ".join(r["id"] for r in reversed(recent))
     reason = f"auto-retrain: dataset drift in {after} reports in a row ({ids})"
-    job, created = store.submit("retrain", {}, reason[:500])
+    job, created = store.submit("retrain", {}, reason[:500], AUTO_RETRAIN_ACTOR, "engineer")
     return {"retrain_job": job["id"], "retrain_created": created, "retrain_reason": job["reason"]}
 
 
@@ -49,5 +51,6 @@ def schedule_drift_report(store: JobStore, settings: Settings, now: datetime | N
     newest = PredictionLog(settings.prediction_log_dir).newest()
     if newest is None or (last is not None and newest <= last["created_at"].timestamp()):
         return None
-    job, created = store.submit("drift_report", {"last_rows": settings.drift_window_rows}, SCHEDULED)
+    job, created = store.submit("drift_report", {"last_rows": settings.drift_window_rows}, SCHEDULED,
+                                SCHEDULE_ACTOR, "engineer")
     return job if created else None

@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 
+from control_api.audit import AuditLog
 from control_api.db import job_locks, jobs, row_dict
 
 KINDS = ("retrain", "data_pull", "validate", "drift_report")
@@ -30,22 +31,35 @@ _as_dict = row_dict
 class JobStore:
     def __init__(self, engine: sa.Engine, queue=None):
         self.engine, self.queue = engine, queue
+        self.audit = AuditLog(engine)
+
+    def _audit(self, job_id: str, action: str, outcome: str, **params) -> None:
+        """job.start / job.end in the audit trail, in the name of whoever asked for the job."""
+        job = self.get(job_id)
+        if job is None:
+            return
+        self.audit.record(actor=job["requested_by"] or "unknown", role=job["requested_role"],
+                          action=action, target=f"job:{job_id}", outcome=outcome,
+                          params={"kind": job["kind"], **job["params"], **params})
 
     # -- the API side --------------------------------------------------------------------------
-    def submit(self, kind: str, params: dict, reason: str) -> tuple[dict, bool]:
-        """Queue a job, or return the active job of that kind (created=False): single flight."""
+    def submit(self, kind: str, params: dict, reason: str, requested_by: str | None = None,
+               requested_role: str | None = None) -> tuple[dict, bool]:
+        """Queue a job, or return the active job of that kind (created=False): single flight.
+        `requested_by` is who asked (a user, or a policy); a promotion the job makes is theirs."""
         job_id = str(uuid.uuid4())
         try:
             with self.engine.begin() as conn:
                 conn.execute(job_locks.insert().values(kind=kind, job_id=job_id))
                 conn.execute(jobs.insert().values(
                     id=job_id, kind=kind, status="queued", params=params, reason=reason,
-                    progress=0.0, created_at=now(), cancel_requested=False, log=""))
+                    progress=0.0, created_at=now(), cancel_requested=False, log="",
+                    requested_by=requested_by, requested_role=requested_role))
         except sa.exc.IntegrityError:
             active = self.active(kind)
             if active is not None:
                 return active, False
-            return self.submit(kind, params, reason)  # the holder finished meanwhile
+            return self.submit(kind, params, reason, requested_by, requested_role)  # holder finished
         if self.queue is not None:
             self.queue.run_job(job_id)
         return self.get(job_id), True
@@ -90,16 +104,21 @@ class JobStore:
             else:
                 conn.execute(jobs.update().where(jobs.c.id == job_id, jobs.c.status == "running")
                              .values(cancel_requested=True))
+        if done:
+            self._audit(job_id, "job.end", "cancelled", error="cancelled while queued")
         return self.get(job_id)
 
     # -- the worker side -----------------------------------------------------------------------
     def start(self, job_id: str, worker: str) -> bool:
         """queued → running, atomically; False when the job is gone, cancelled or taken."""
         with self.engine.begin() as conn:
-            return bool(conn.execute(
+            started = bool(conn.execute(
                 jobs.update().where(jobs.c.id == job_id, jobs.c.status == "queued")
                 .values(status="running", started_at=now(), heartbeat_at=now(), worker=worker)
             ).rowcount)
+        if started:
+            self._audit(job_id, "job.start", "running", worker=worker)
+        return started
 
     def update(self, job_id: str, **values) -> None:
         with self.engine.begin() as conn:
@@ -131,6 +150,7 @@ class JobStore:
         with self.engine.begin() as conn:
             conn.execute(jobs.update().where(jobs.c.id == job_id).values(**values))
             conn.execute(job_locks.delete().where(job_locks.c.job_id == job_id))
+        self._audit(job_id, "job.end", status, error=(error or "")[:200] or None)
 
     def reconcile(self, stale_after: float, is_dead=lambda worker: False) -> list[str]:
         """Mark running jobs `interrupted` when their worker is known dead (`is_dead`) or stopped
@@ -147,6 +167,8 @@ class JobStore:
                     error="the worker running this job stopped (killed or crashed); nothing was "
                           "promoted by it, and a new job can start"))
                 conn.execute(job_locks.delete().where(job_locks.c.job_id == job_id))
+        for job_id in stale:
+            self._audit(job_id, "job.end", "interrupted", error="its worker stopped")
         return stale
 
     def queued_ids(self) -> list[str]:

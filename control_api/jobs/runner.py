@@ -19,6 +19,7 @@ from filelock import FileLock
 
 from control_api.jobs.records import JobStore
 from control_api.settings import Settings
+from ml.registry import ACTOR_VARIABLE
 from ml.versioning import tool_env
 
 
@@ -52,6 +53,8 @@ class Job:
 
     def __init__(self, job_id: str, store: JobStore, settings: Settings):
         self.id, self.store, self.settings = job_id, store, settings
+        record = store.get(job_id) or {}
+        self.requested_by, self.requested_role = record.get("requested_by"), record.get("requested_role")
 
     def log(self, text: str) -> None:
         self.store.append_log(self.id, text if text.endswith("\n") else text + "\n")
@@ -65,7 +68,8 @@ class Job:
 
     def _stream(self, command: list[str]) -> str:
         self.log("$ " + " ".join(["dvc", *command[3:]]))
-        process = subprocess.Popen(command, cwd=self.settings.project_dir, env=tool_env(),
+        env = {**tool_env(), ACTOR_VARIABLE: self.requested_by or "unknown"}
+        process = subprocess.Popen(command, cwd=self.settings.project_dir, env=env,
                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         output, pending, flushed = [], [], time.monotonic()
         for line in process.stdout:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+from control_api import champion_history
+from control_api.approvals import ApprovalStore
 from control_api.jobs.runner import Job, Step
 from control_api.settings import Settings
 from ml import params as params_module
@@ -38,7 +40,24 @@ def _train(job: Job) -> dict:
 def _register(job: Job) -> dict:
     job.dvc("repro", "--force", "--single-item", "evaluate")
     outcome = json.loads((job.settings.project_dir / "metrics" / "evaluate.json").read_text())
+    name = params_module.load(job.settings.project_dir).registry.model_name
+    previous = outcome.get("champion_version")
+    previous = None if previous is None else str(previous)
+    if outcome["promoted"]:
+        champion_history.record_move(job.store.audit, name, outcome["version"],
+                                     previous, by=job.requested_by or "unknown",
+                                     role=job.requested_role, reason=outcome["reason"], job_id=job.id)
+    elif outcome.get("awaiting_approval"):
+        metric = outcome["metric"]
+        ApprovalStore(job.store.engine).add_pending(
+            name, outcome["version"], job_id=job.id, requested_by=job.requested_by,
+            comparison={"metric": metric, "challenger_score": outcome[f"test_{metric}"],
+                        "champion_score": outcome.get(f"champion_test_{metric}"),
+                        "champion_version": previous,
+                        "reason": outcome["reason"]})
+        job.log(f"version {outcome['version']} passed the gate and awaits an admin's approval")
     return {"model_version": outcome["version"], "promoted": outcome["promoted"],
+            "awaiting_approval": bool(outcome.get("awaiting_approval")),
             "promotion_reason": outcome["reason"]}
 
 

@@ -6,11 +6,12 @@ import tempfile
 from pathlib import Path
 
 from flask import jsonify, request
-from flask_openapi3 import APIBlueprint, Tag
+from flask_openapi3 import Tag
 
 from control_api import datasets
 from control_api.errors import APIError, invalid
-from control_api.models import SECURITY, BatchForm, DataVersionList, DataVersionOut, ErrorBody
+from control_api.identity.routing import SecuredBlueprint
+from control_api.models import BatchForm, DataVersionList, DataVersionOut, ErrorBody
 from ml.errors import DataError
 
 TAG = Tag(name="datasets", description="Versions of the training data (DVC)")
@@ -20,19 +21,20 @@ def present(row: dict) -> dict:
     return {k: v for k, v in row.items() if k != "pointer"}
 
 
-def blueprint(services) -> APIBlueprint:
-    bp = APIBlueprint("datasets", __name__, url_prefix="/api/v1", abp_tags=[TAG],
-                      abp_responses={401: ErrorBody, 422: ErrorBody}, abp_security=SECURITY)
+def blueprint(services) -> SecuredBlueprint:
+    bp = SecuredBlueprint("datasets", __name__, abp_tags=[TAG],
+                      abp_responses={401: ErrorBody, 422: ErrorBody})
     settings, params, engine = services.settings, services.params, services.engine
 
-    @bp.get("/datasets", responses={200: DataVersionList})
+    @bp.get("/datasets", permission="read", responses={200: DataVersionList})
     def list_versions():
         """Data versions, newest first: DVC md5, rows, class balance, validation status."""
         datasets.record(engine, settings.project_dir, params, "existing data")
         current = datasets.data_version(settings.project_dir / params.dataset.raw)
         return {"current": current, "versions": [present(r) for r in datasets.listing(engine)]}
 
-    @bp.post("/datasets", responses={201: DataVersionOut, 422: ErrorBody, 413: ErrorBody})
+    @bp.post("/datasets", permission="datasets:upload",
+             responses={201: DataVersionOut, 422: ErrorBody, 413: ErrorBody})
     def upload(form: BatchForm):
         """Append a labelled CSV batch: validated (Great Expectations), then DVC-tracked and pushed.
 

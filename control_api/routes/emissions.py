@@ -5,9 +5,10 @@ from __future__ import annotations
 import math
 from datetime import datetime
 
-from flask_openapi3 import APIBlueprint, Tag
+from flask_openapi3 import Tag
 
-from control_api.models import SECURITY, EmissionsOut, ErrorBody
+from control_api.identity.routing import SecuredBlueprint
+from control_api.models import EmissionsOut, ErrorBody
 from ml import emissions, registry
 
 TAG = Tag(name="emissions", description="Energy and CO2 of every training run")
@@ -64,12 +65,12 @@ def describe(rows: list[dict], versions: dict[str, str], scores: dict[str, float
     return items
 
 
-def blueprint(services) -> APIBlueprint:
-    bp = APIBlueprint("emissions", __name__, url_prefix="/api/v1", abp_tags=[TAG],
-                      abp_responses={401: ErrorBody, 422: ErrorBody}, abp_security=SECURITY)
+def blueprint(services) -> SecuredBlueprint:
+    bp = SecuredBlueprint("emissions", __name__, abp_tags=[TAG],
+                      abp_responses={401: ErrorBody, 422: ErrorBody})
     params = services.params
 
-    @bp.get("/emissions", responses={200: EmissionsOut})
+    @bp.get("/emissions", permission="read", responses={200: EmissionsOut})
     def list_emissions():
         """Every training run, oldest first: duration, kWh, kg CO2eq, CPU and RAM power, whether
         power was measured or estimated, the model version it produced and its test score on the

@@ -5,22 +5,23 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
-from flask_openapi3 import APIBlueprint, Tag
+from flask_openapi3 import Tag
 
 from control_api.db import feedback
 from control_api.errors import invalid
-from control_api.models import SECURITY, ErrorBody, FeedbackBody, FeedbackOut
+from control_api.identity.routing import SecuredBlueprint
+from control_api.models import ErrorBody, FeedbackBody, FeedbackOut
 
 TAG = Tag(name="feedback", description="The true outcome of predictions")
 
 
-def blueprint(services) -> APIBlueprint:
-    bp = APIBlueprint("feedback", __name__, url_prefix="/api/v1", abp_tags=[TAG],
-                      abp_responses={401: ErrorBody, 422: ErrorBody}, abp_security=SECURITY)
+def blueprint(services) -> SecuredBlueprint:
+    bp = SecuredBlueprint("feedback", __name__, abp_tags=[TAG],
+                      abp_responses={401: ErrorBody, 422: ErrorBody})
     target = services.params.schema.target
     classes = {str(c): c for c in target.classes}
 
-    @bp.post("/feedback", responses={200: FeedbackOut})
+    @bp.post("/feedback", permission="feedback:write", responses={200: FeedbackOut})
     def give_feedback(body: FeedbackBody):
         """Record true labels; a later label for the same row replaces the earlier one."""
         problems = [{"field": f"items[{i}].label", "problem": f"not a class of `{target.name}`; "

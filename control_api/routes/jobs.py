@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from flask import Response, jsonify
-from flask_openapi3 import APIBlueprint, Tag
+from flask import Response, g, jsonify
+from flask_openapi3 import Tag
 from pydantic import ValidationError
 
 from control_api.errors import APIError, invalid, pydantic_details
+from control_api.identity.routing import SecuredBlueprint
 from control_api.models import (
-    SECURITY,
     DriftWindow,
     ErrorBody,
     JobKind,
@@ -24,15 +24,16 @@ LOG_TAIL = 4_000
 
 
 def present(job: dict) -> dict:
-    shown = {k: v for k, v in job.items() if k not in ("log", "heartbeat_at", "worker")}
+    shown = {k: v for k, v in job.items()
+             if k not in ("log", "heartbeat_at", "worker", "requested_role")}
     shown["log_tail"] = (job.get("log") or "")[-LOG_TAIL:]
     shown["params"] = job.get("params") or {}
     return shown
 
 
-def blueprint(services) -> APIBlueprint:
-    bp = APIBlueprint("jobs", __name__, url_prefix="/api/v1", abp_tags=[TAG],
-                      abp_responses={401: ErrorBody, 422: ErrorBody}, abp_security=SECURITY)
+def blueprint(services) -> SecuredBlueprint:
+    bp = SecuredBlueprint("jobs", __name__, abp_tags=[TAG],
+                      abp_responses={401: ErrorBody, 422: ErrorBody})
     store = services.jobs
     default_rows = services.settings.drift_window_rows
 
@@ -53,7 +54,7 @@ def blueprint(services) -> APIBlueprint:
             raise APIError(404, f"no job `{job_id}`", [{"field": "job_id", "problem": "unknown"}])
         return job
 
-    @bp.post("/jobs", responses={202: JobOut, 409: JobRef, 422: ErrorBody})
+    @bp.post("/jobs", permission="jobs:start", responses={202: JobOut, 409: JobRef, 422: ErrorBody})
     def start(body: JobKind):
         """Start a job. While one of the same kind is queued or running, answers 409 with it.
 
@@ -63,32 +64,37 @@ def blueprint(services) -> APIBlueprint:
         "until": time}` (ISO 8601; `until` defaults to now), none for the last
         OPCON_DRIFT_WINDOW_ROWS rows. Its result names the report (`GET /reports/{id}`).
         """
-        job, created = store.submit(body.kind, job_params(body), body.reason)
+        job, created = store.submit(body.kind, job_params(body), body.reason, g.identity.name,
+                                    g.identity.role)
+        g.audit_target = f"job:{job['id']}"
         if not created:
             return jsonify({"error": f"a {body.kind} job is already {job['status']}",
                             "details": [], "job": present(job)}), 409
         return jsonify(present(job)), 202
 
-    @bp.get("/jobs", responses={200: JobPage, 422: ErrorBody})
+    @bp.get("/jobs", permission="read", responses={200: JobPage, 422: ErrorBody})
     def list_jobs(query: JobQuery):
         """Jobs, newest first, filtered by kind and status."""
         items, total = store.list(query.kind, query.status, query.limit, query.offset)
         return {"items": [present(j) for j in items], "total": total, "limit": query.limit,
                 "offset": query.offset}
 
-    @bp.get("/jobs/<job_id>", responses={200: JobOut, 404: ErrorBody})
+    @bp.get("/jobs/<job_id>", permission="read", responses={200: JobOut, 404: ErrorBody})
     def get_job(path: JobPath):
         """Status, current step, progress, timestamps, log tail and result of one job."""
         return present(found(path.job_id))
 
-    @bp.get("/jobs/<job_id>/log", responses={200: {"content": {"text/plain": {}}}, 404: ErrorBody})
+    @bp.get("/jobs/<job_id>/log", permission="read",
+            responses={200: {"content": {"text/plain": {}}}, 404: ErrorBody})
     def job_log(path: JobPath):
         """The whole log of one job, as plain text."""
         return Response(found(path.job_id).get("log") or "", mimetype="text/plain")
 
-    @bp.post("/jobs/<job_id>/cancel", responses={200: JobOut, 404: ErrorBody, 409: ErrorBody})
+    @bp.post("/jobs/<job_id>/cancel", permission="jobs:cancel",
+             responses={200: JobOut, 404: ErrorBody, 409: ErrorBody})
     def cancel(path: JobPath):
         """Cancel a queued job now, a running one at its next step boundary."""
+        g.audit_target = f"job:{path.job_id}"
         job = found(path.job_id)
         if job["status"] not in ("queued", "running"):
             raise APIError(409, f"job is {job['status']}: nothing to cancel")

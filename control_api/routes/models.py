@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from flask_openapi3 import APIBlueprint, Tag
-from pydantic import BaseModel
+from flask import g, request
+from flask_openapi3 import Tag
+from pydantic import BaseModel, Field
 
+from control_api import approvals as approval_records
+from control_api import champion_history as champion_history_view
 from control_api.errors import APIError
-from control_api.models import SECURITY, ErrorBody, ModelList, PromoteBody, PromoteOut, VersionPath
+from control_api.identity.routing import SecuredBlueprint
+from control_api.models import ErrorBody, ModelList, PromoteBody, PromoteOut, VersionPath
 from ml import registry
 from ml.errors import RegistryError
 
@@ -21,6 +25,21 @@ class ModelCardOut(BaseModel):
     markdown: str
 
 
+class ChampionPeriod(BaseModel):
+    version: str
+    from_: datetime = Field(alias="from")
+    to: datetime | None
+    moved_by: str
+    reason: str | None
+    job_id: str | None
+    recorded: bool = Field(description="false: moved outside the console (read from the registry)")
+
+
+class ChampionHistory(BaseModel):
+    name: str
+    periods: list[ChampionPeriod]
+
+
 def _float(value) -> float | None:
     try:
         return float(value)
@@ -28,7 +47,7 @@ def _float(value) -> float | None:
         return None
 
 
-def describe_version(version, runs, aliases: dict[str, str]) -> dict:
+def describe_version(version, runs, aliases: dict[str, str], approval: dict | None = None) -> dict:
     run = runs.get(version.run_id)
     tags = version.tags
     return {
@@ -42,6 +61,7 @@ def describe_version(version, runs, aliases: dict[str, str]) -> dict:
         "threshold": _float(tags.get("threshold")),
         "promotion": {k.split(".", 1)[1]: v for k, v in tags.items() if k.startswith("promotion.")},
         "onnx": tags.get("onnx"),
+        "approval": None if approval is None else approval_records.present(approval),
     }
 
 
@@ -60,12 +80,12 @@ def model_card(client, run_id: str | None) -> str | None:
         return None
 
 
-def blueprint(services) -> APIBlueprint:
-    bp = APIBlueprint("models", __name__, url_prefix="/api/v1", abp_tags=[TAG],
-                      abp_responses={401: ErrorBody, 422: ErrorBody}, abp_security=SECURITY)
+def blueprint(services) -> SecuredBlueprint:
+    bp = SecuredBlueprint("models", __name__, abp_tags=[TAG],
+                      abp_responses={401: ErrorBody, 422: ErrorBody})
     name = services.params.registry.model_name
 
-    @bp.get("/models", responses={200: ModelList})
+    @bp.get("/models", permission="read", responses={200: ModelList})
     def list_models():
         """Registered versions, newest first, with aliases, metrics, data version and decision."""
         client = registry.client()
@@ -76,10 +96,12 @@ def blueprint(services) -> APIBlueprint:
                 runs[version.run_id] = client.get_run(version.run_id)
         aliases = client.get_registered_model(name).aliases if versions else {}
         champion = aliases.get(registry.CHAMPION)
+        pending = {a["version"]: a for a in services.approvals.list(name)}
         return {"name": name, "champion": None if champion is None else str(champion),
-                "versions": [describe_version(v, runs, aliases) for v in versions]}
+                "versions": [describe_version(v, runs, aliases, pending.get(str(v.version)))
+                             for v in versions]}
 
-    @bp.get("/models/<int:version>/card", responses={200: ModelCardOut, 404: ErrorBody})
+    @bp.get("/models/<int:version>/card", permission="read", responses={200: ModelCardOut, 404: ErrorBody})
     def card(path: VersionPath):
         """The model card of a version (Markdown): intended use, data, metrics, threshold, emissions."""
         from mlflow.exceptions import MlflowException
@@ -96,25 +118,53 @@ def blueprint(services) -> APIBlueprint:
                            [{"field": "version", "problem": "its MLflow run has no model card"}])
         return {"version": str(path.version), "markdown": markdown}
 
-    @bp.post("/models/<int:version>/promote", responses={200: PromoteOut, 404: ErrorBody})
+    @bp.get("/models/champion/history", permission="read", responses={200: ChampionHistory})
+    def champion_history():
+        """Every champion period: version, from, to (null: serving now), who moved it and why."""
+        from mlflow.exceptions import MlflowException
+
+        client = registry.client()
+
+        def lookup(version: str):
+            try:
+                return client.get_model_version(name, str(version))
+            except MlflowException:
+                return None
+
+        return {"name": name, "periods": champion_history_view.periods(
+            services.audit, name, lookup, registry.champion(name))}
+
+    @bp.post("/models/<int:version>/promote", permission="models:promote",
+             responses={200: PromoteOut, 404: ErrorBody})
     def promote(path: VersionPath, body: PromoteBody):
         """Make this version the champion; every API worker serves it within seconds."""
+        g.audit_target = f"model:{name}/{path.version}"
+        previous = registry.champion(name)
         try:
-            registry.promote(name, str(path.version), body.reason)
+            registry.promote(name, str(path.version), body.reason, by=g.identity.name)
         except RegistryError as error:
             raise APIError(404, str(error),
                            [{"field": "version", "problem": "no such version"}]) from None
-        services.champion.refresh()
+        moved(str(path.version), previous, body.reason)
         return {"name": name, "champion": str(path.version)}
 
-    @bp.post("/models/rollback", responses={200: PromoteOut, 409: ErrorBody})
+    @bp.post("/models/rollback", permission="models:rollback",
+             responses={200: PromoteOut, 409: ErrorBody})
     def rollback():
         """Bring the previous champion back."""
+        previous = registry.champion(name)
         try:
-            restored = registry.rollback(name)
+            restored = registry.rollback(name, by=g.identity.name)
         except RegistryError as error:
             raise APIError(409, str(error)) from None
-        services.champion.refresh()
+        moved(restored, previous, f"rollback from {previous.version if previous else 'none'}")
         return {"name": name, "champion": restored}
+
+    def moved(version: str, previous, reason: str) -> None:
+        champion_history_view.record_move(
+            services.audit, name, version, None if previous is None else previous.version,
+            by=g.identity.name, role=g.identity.role, reason=reason, request_id=g.request_id,
+            client=request.remote_addr)
+        services.champion.refresh()
 
     return bp

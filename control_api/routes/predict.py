@@ -9,10 +9,11 @@ import uuid
 import numpy as np
 import pandas as pd
 from flask import Response, jsonify, request
-from flask_openapi3 import APIBlueprint, Tag
+from flask_openapi3 import Tag
 
 from control_api.errors import APIError, invalid
-from control_api.models import SECURITY, BatchForm, ErrorBody, PredictResponse
+from control_api.identity.routing import SecuredBlueprint
+from control_api.models import BatchForm, ErrorBody, PredictResponse
 from control_api.validation import check_frame, predict_request_model
 
 TAG = Tag(name="predict", description="Predictions from the champion model")
@@ -58,15 +59,14 @@ def _read_csv(upload, schema) -> pd.DataFrame:
         raise invalid([{"field": "file", "problem": f"not a readable CSV: {error}"}]) from None
 
 
-def blueprint(services) -> APIBlueprint:
-    bp = APIBlueprint("predict", __name__, url_prefix="/api/v1", abp_tags=[TAG],
-                      abp_responses={401: ErrorBody, 422: ErrorBody, 503: ErrorBody},
-                      abp_security=SECURITY)
+def blueprint(services) -> SecuredBlueprint:
+    bp = SecuredBlueprint("predict", __name__, abp_tags=[TAG],
+                      abp_responses={401: ErrorBody, 422: ErrorBody, 503: ErrorBody})
     schema, settings, log = services.params.schema, services.settings, services.predictions
     names = schema.feature_names
     request_model = predict_request_model(schema, settings.max_records)
 
-    @bp.post("/predict", responses={200: PredictResponse})
+    @bp.post("/predict", permission="predict", audited=False, responses={200: PredictResponse})
     def predict(body: request_model):
         """Score 1 to 10,000 records with the champion."""
         served = services.champion.get()  # one model for the whole request
@@ -83,7 +83,8 @@ def blueprint(services) -> APIBlueprint:
         return jsonify({"model": {"name": served.name, "version": served.version, "alias": "champion"},
                         "request_id": request_id, "served_by": path, "predictions": predictions})
 
-    @bp.post("/predict/batch", responses={200: {"content": {"text/csv": {}}}, 413: ErrorBody})
+    @bp.post("/predict/batch", permission="predict", audited=False,
+             responses={200: {"content": {"text/csv": {}}}, 413: ErrorBody})
     def predict_batch(form: BatchForm):
         """Score a CSV (up to 1,000,000 rows): the input columns plus the predictions, streamed.
 

@@ -6,9 +6,10 @@ import time
 from datetime import UTC, datetime
 
 import numpy as np
-from flask_openapi3 import APIBlueprint, Tag
+from flask_openapi3 import Tag
 
-from control_api.models import SECURITY, ErrorBody, PredictionsQuery, PredictionsSummary
+from control_api.identity.routing import SecuredBlueprint
+from control_api.models import ErrorBody, PredictionsQuery, PredictionsSummary
 
 TAG = Tag(name="predictions", description="Recent predictions, for the service dashboard")
 
@@ -38,13 +39,13 @@ def summarise(frame, minutes: int, until: float, positive) -> dict:
             "per_minute": per_minute}
 
 
-def blueprint(services) -> APIBlueprint:
-    bp = APIBlueprint("predictions", __name__, url_prefix="/api/v1", abp_tags=[TAG],
-                      abp_responses={401: ErrorBody, 422: ErrorBody}, abp_security=SECURITY)
+def blueprint(services) -> SecuredBlueprint:
+    bp = SecuredBlueprint("predictions", __name__, abp_tags=[TAG],
+                      abp_responses={401: ErrorBody, 422: ErrorBody})
     target = services.params.schema.target
     positive = target.positive if target.is_binary else None
 
-    @bp.get("/predictions/summary", responses={200: PredictionsSummary})
+    @bp.get("/predictions/summary", permission="read", responses={200: PredictionsSummary})
     def predictions_summary(query: PredictionsQuery):
         """Rows predicted over the last `minutes` (1 to 1440, whole minutes ending with the current
         one): per minute and class, in total, the positive-class rate, model versions, paths."""

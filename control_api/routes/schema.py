@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from flask_openapi3 import APIBlueprint, Tag
+from flask_openapi3 import Tag
 
-from control_api.models import SECURITY, ErrorBody, SchemaOut
+from control_api.identity.routing import SecuredBlueprint
+from control_api.models import ErrorBody, SchemaOut
 
 TAG = Tag(name="schema", description="What a record must contain")
 
@@ -18,12 +19,12 @@ def describe(schema) -> dict:
     }
 
 
-def blueprint(services) -> APIBlueprint:
-    bp = APIBlueprint("schema", __name__, url_prefix="/api/v1", abp_tags=[TAG],
-                      abp_responses={401: ErrorBody, 422: ErrorBody}, abp_security=SECURITY)
+def blueprint(services) -> SecuredBlueprint:
+    bp = SecuredBlueprint("schema", __name__, abp_tags=[TAG],
+                      abp_responses={401: ErrorBody, 422: ErrorBody})
     body = describe(services.params.schema)
 
-    @bp.get("/schema", responses={200: SchemaOut})
+    @bp.get("/schema", permission="read", responses={200: SchemaOut})
     def schema():
         """Features with type, unit, allowed range or categories and a typical value; the target."""
         return body

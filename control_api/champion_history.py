@@ -1,0 +1,55 @@
+"""Which model served when, and who put it there: a view over the audit trail's champion moves,
+completed from the registry for moves made outside the console (the first champion of a new
+install, or an alias set in MLflow directly)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from itertools import pairwise
+
+from control_api.audit import AuditLog
+
+MOVE = "champion.move"
+UNRECORDED = "outside the console (not in the audit trail)"
+
+
+def target(name: str) -> str:
+    return f"model:{name}"
+
+
+def record_move(audit: AuditLog, name: str, version: str, previous: str | None, *, by: str,
+                role: str | None, reason: str, job_id: str | None = None,
+                request_id: str | None = None, client: str | None = None) -> None:
+    audit.record(actor=by, role=role, action=MOVE, target=target(name), outcome="ok",
+                 request_id=request_id, client=client,
+                 params={"version": str(version), "previous": None if previous is None else str(previous),
+                         "reason": reason, "job_id": job_id})
+
+
+def _registry_period(version) -> dict:
+    tags = version.tags
+    try:
+        start = datetime.fromisoformat(tags["promoted_at"])
+    except (KeyError, ValueError):
+        start = datetime.fromtimestamp(version.creation_timestamp / 1000, UTC)
+    return {"version": str(version.version), "from": start, "to": None,
+            "moved_by": tags.get("promoted_by") or UNRECORDED, "reason": tags.get("promotion.reason"),
+            "job_id": None, "recorded": False}
+
+
+def periods(audit: AuditLog, name: str, lookup_version, current) -> list[dict]:
+    """Champion periods, oldest first; `to` None for the one serving now. `lookup_version(v)` gives
+    the registry's ModelVersion (or None); `current` is the champion ModelVersion or None."""
+    moves = audit.events(MOVE, target(name))
+    found = [{"version": e["params"]["version"], "from": e["at"], "to": None, "moved_by": e["actor"],
+              "reason": e["params"].get("reason"), "job_id": e["params"].get("job_id"), "recorded": True}
+             for e in moves]
+    first_previous = moves[0]["params"].get("previous") if moves else None
+    if first_previous and (before := lookup_version(first_previous)) is not None:
+        found.insert(0, _registry_period(before))
+    if current is not None and (not found or found[-1]["version"] != str(current.version)):
+        found.append(_registry_period(current))
+    found.sort(key=lambda p: p["from"])
+    for earlier, later in pairwise(found):
+        earlier["to"] = later["from"]
+    return found

@@ -1,0 +1,71 @@
+"""Signing in and out, and who am I."""
+
+from __future__ import annotations
+
+from flask import g
+from flask_openapi3 import Tag
+
+from control_api.errors import APIError
+from control_api.identity import bodies
+from control_api.identity import limits as login_limits
+from control_api.identity.permissions import PUBLIC, SIGNED_IN
+from control_api.identity.routing import SecuredBlueprint
+from control_api.identity.store import IdentityError, present_user
+from control_api.models import ErrorBody
+
+TAG = Tag(name="auth", description="Sign in for a session token, sign out, who am I")
+
+
+def blueprint(services) -> SecuredBlueprint:
+    bp = SecuredBlueprint("auth", __name__, abp_tags=[TAG], abp_responses={401: ErrorBody, 422: ErrorBody})
+    settings, limiter = services.settings, services.limiter
+    per_user = f"{settings.login_max_failures} per {settings.login_lockout_seconds} second"
+    per_address = f"{settings.login_max_failures_per_address} per {settings.login_lockout_seconds} second"
+
+    @bp.post("/auth/login", permission=PUBLIC, responses={200: bodies.LoginOut, 403: ErrorBody,
+                                                          429: ErrorBody})
+    @limiter.limit(per_user, key_func=login_limits.username_key, deduct_when=login_limits.failed)
+    @limiter.limit(per_address, key_func=login_limits.address_key, deduct_when=login_limits.failed)
+    def login(body: bodies.LoginBody):
+        """Exchange a username and password for a session token (`Authorization: Bearer <token>`).
+
+        Failed attempts are limited per username and per client address: past the limit, 429
+        with `retry_after` seconds.
+        """
+        g.audit_actor = body.username[:64]
+        g.audit_target = f"user:{body.username[:64]}"
+        try:
+            signed_in = services.identities.sign_in(body.username.strip().lower(), body.password,
+                                                    settings.session_hours)
+        except IdentityError as error:
+            raise APIError(error.status, error.message,
+                           [{"field": error.field, "problem": "disabled"}]) from None
+        if signed_in is None:
+            raise APIError(401, "wrong username or password",
+                           [{"field": "password", "problem": "does not match this username"}])
+        token, user = signed_in
+        identity = services.identities.lookup(token)
+        g.identity = identity
+        return {"token": token, "expires_at": identity.expires_at, "user": present_user(user),
+                "permissions": sorted(identity.permissions)}
+
+    @bp.post("/auth/logout", permission=SIGNED_IN, responses={200: bodies.LogoutOut, 409: ErrorBody})
+    def logout():
+        """End the session this request was made with; the token is refused from the next request."""
+        identity = g.identity
+        if identity.auth != "session":
+            raise APIError(409, "only a session can sign out; revoke an API token instead",
+                           [{"field": "Authorization", "problem": f"this is a {identity.auth}"}])
+        services.identities.sign_out(identity.credential)
+        services.resolver.forget()
+        return {"signed_out": True}
+
+    @bp.get("/me", permission=SIGNED_IN, responses={200: bodies.MeOut})
+    def me():
+        """Who you are, your role and every permission it gives (the console renders from this)."""
+        identity = g.identity
+        return {"username": identity.name, "display_name": identity.display_name, "role": identity.role,
+                "kind": identity.kind, "auth": identity.auth,
+                "permissions": sorted(identity.permissions), "expires_at": identity.expires_at}
+
+    return bp
