@@ -18,8 +18,10 @@ export OPCON_API_URL ?= http://$(API_HOST):$(API_PORT)
 export OPCON_MLFLOW_UI_URL ?= http://$(MLFLOW_HOST):$(MLFLOW_PORT)
 JOB_WORKERS ?= 1
 LOGS := $(OPCON_HOME)/logs
+# the MLflow server's login: config, env file and user database (python -m ml.mlflow_auth writes them)
+MLFLOW_AUTH := $(OPCON_HOME)/mlflow/auth
 
-.PHONY: help setup system-packages data model run mlflow-ui test lint bench screenshots clean
+.PHONY: help setup system-packages services data model run mlflow-ui test lint bench screenshots clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -43,6 +45,9 @@ system-packages: ## install the Debian packages the tests need when missing (apt
 	if [ -n "$$missing" ]; then echo "installing $$missing"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; fi
 
+services: ## PostgreSQL and Redis on 127.0.0.1 for the tests (installed and started when missing)
+	@bash tests/services.sh
+
 data: setup ## bring the raw data into the workspace (DVC pull or generate), track and push it
 	@$(PY) -m ml.bootstrap
 
@@ -53,8 +58,11 @@ run: model ## set everything up and start the console (:8501), MLflow UI (:5000)
 	@mkdir -p $(LOGS)
 	@$(PY) -c "from control_api.settings import ensure_token, token_path; from ml.config import state_dir; \
 		ensure_token(state_dir()); print('API token      ', token_path(state_dir()), '(or set OPCON_API_TOKEN)')"
+	@$(PY) -m control_api.identity.bootstrap
+	@$(PY) -m ml.mlflow_auth
 	@trap 'kill 0' INT TERM EXIT; \
-	$(VENV)/bin/mlflow server --backend-store-uri "sqlite:///$(OPCON_HOME)/mlflow/mlflow.db" \
+	$(VENV)/bin/mlflow --env-file "$(MLFLOW_AUTH)/server.env" server --app-name basic-auth \
+		--backend-store-uri "sqlite:///$(OPCON_HOME)/mlflow/mlflow.db" \
 		--default-artifact-root "$(OPCON_HOME)/mlflow/artifacts" \
 		--host $(MLFLOW_HOST) --port $(MLFLOW_PORT) --workers 1 > $(LOGS)/mlflow.log 2>&1 & \
 	PROMETHEUS_MULTIPROC_DIR=$(OPCON_HOME)/prometheus $(VENV)/bin/gunicorn -c control_api/gunicorn_conf.py \
@@ -67,6 +75,7 @@ run: model ## set everything up and start the console (:8501), MLflow UI (:5000)
 		curl -fs -o /dev/null http://$(UI_HOST):$(UI_PORT)/_stcore/health && break; sleep 1; done; \
 	echo "console (UI)    http://$(UI_HOST):$(UI_PORT)"; \
 	echo "MLflow UI       http://$(MLFLOW_HOST):$(MLFLOW_PORT)"; \
+	echo "MLflow login    user viewer (read-only), password in $(OPCON_HOME)/mlflow/viewer_password"; \
 	echo "control API     http://$(API_HOST):$(API_PORT)  (docs: /docs, ready: /ready)"; \
 	echo "job worker      $(JOB_WORKERS) thread(s); logs in $(LOGS)   (Ctrl-C stops everything)"; \
 	wait
@@ -74,7 +83,7 @@ run: model ## set everything up and start the console (:8501), MLflow UI (:5000)
 # test modules run in parallel processes, a module at a time each (they share expensive fixtures);
 # most of a module's time is waiting on servers and subprocesses, so more processes than cores pay
 TEST_PROCESSES ?= 3
-test: data system-packages ## set up and run the whole test suite
+test: data system-packages services ## set up and run the whole test suite
 	$(PY) -m pytest -n $(TEST_PROCESSES) --dist loadfile $(PYTEST_ARGS)
 
 lint: setup ## ruff

@@ -7,8 +7,10 @@ champion of params.yaml):
 1. both servers, 2 workers each: our API under gunicorn (sync workers, as tests/live.py starts it)
    and `mlflow models serve -m models:/<name>@champion --env-manager local` (uvicorn);
 2. single rows with wrk (bench/wrk_post.lua), c=1 and c=8: our `POST /api/v1/predict` with
-   {"records": [record]} against MLflow's `POST /invocations` with {"dataframe_records": [record]};
-   the record is the schema's typical values (GET /api/v1/schema). p50, p99 and requests/s;
+   {"records": [record]}, signed three ways (the service token, an operator's personal API token,
+   an operator's session), against MLflow's `POST /invocations` with {"dataframe_records": [record]};
+   the record is the schema's typical values (GET /api/v1/schema). p50, p99 and requests/s, the
+   medians of `--rounds` runs in alternating order;
 3. batches (generated rows, a seed apart from the training data): `POST /api/v1/predict/batch`
    (CSV in, scored CSV out, logged as Parquet) end to end, against `predict_proba` of the same
    champion in process (mlflow.sklearn.load_model), and MLflow's /invocations with the 10k batch as
@@ -251,19 +253,33 @@ def run_wrk(target: dict, threads: int, connections: int, seconds: float) -> dic
     return parse_wrk(done.stdout)
 
 
-def bench_single(targets: list[dict], seconds: float, warmup: float) -> list[dict]:
-    """wrk against each target at each concurrency, after a discarded warm-up run."""
-    rows = []
+def bench_single(targets: list[dict], seconds: float, warmup: float, rounds: int) -> list[dict]:
+    """wrk against each target at each concurrency, after a discarded warm-up run; `rounds` times,
+    the order reversed every other round so that a machine getting busier favours no target. Each
+    figure is the median over the rounds."""
+    runs: dict[tuple[str, int], list[dict]] = {}
     for target in targets:
         if warmup > 0:  # both workers of each server have loaded the model and are warm
             run_wrk(target, 2, 8, warmup)
-        for threads, connections in CONCURRENCY:
-            figures = run_wrk(target, threads, connections, seconds)
-            rows.append({"path": target["path"], "concurrency": connections, **figures})
+    for round_number in range(rounds):
+        for target in targets if round_number % 2 == 0 else reversed(targets):
+            for threads, connections in CONCURRENCY:
+                figures = run_wrk(target, threads, connections, seconds)
+                runs.setdefault((target["path"], connections), []).append(figures)
+    rows = []
+    for target in targets:
+        for _threads, connections in CONCURRENCY:
+            done = runs[(target["path"], connections)]
+            rows.append({"path": target["path"], "concurrency": connections, "rounds": len(done),
+                         "rps_each": [r["rps"] for r in done],
+                         **{key: statistics.median(r[key] for r in done)
+                            for key in ("p50_ms", "p90_ms", "p99_ms", "rps")},
+                         "requests": sum(r["requests"] for r in done),
+                         "non_2xx": sum(r["non_2xx"] for r in done),
+                         "socket_errors": {kind: sum(r["socket_errors"].get(kind, 0) for r in done)
+                                           for kind in ("connect", "read", "write", "timeout")}})
     return rows
 
-
-# --------------------------------------------------------------------------------------- batches
 
 def median_seconds(function, repeats: int) -> tuple[float, list[float]]:
     runs = [timed(function)[0] for _ in range(repeats)]
@@ -487,15 +503,16 @@ def profile_app(project: Path, state: Path, record: dict, calls: int, batch_csv:
 # ---------------------------------------------------------------------------------------- report
 
 def print_single(rows: list[dict]) -> None:
-    print("\n== single row, wrk (keep-alive from wrk; gunicorn sync closes each connection) ==")
-    header = ("path", "concurrency", "p50 ms", "p99 ms", "req/s", "errors")
-    widths = (44, 11, 8, 8, 9, 8)
+    print("\n== single row, wrk (keep-alive from wrk; gunicorn sync closes each connection); "
+          "medians over rounds ==")
+    header = ("path", "concurrency", "p50 ms", "p99 ms", "req/s", "errors", "req/s each round")
+    widths = (44, 11, 8, 8, 9, 8, 24)
     print(" | ".join(h.ljust(w) if i == 0 else h.rjust(w)
                      for i, (h, w) in enumerate(zip(header, widths, strict=True))))
     for r in rows:
         errors = r["non_2xx"] + sum(r["socket_errors"].values())
         cells = (r["path"], str(r["concurrency"]), f"{r['p50_ms']:.2f}", f"{r['p99_ms']:.2f}",
-                 f"{r['rps']:,.0f}", str(errors))
+                 f"{r['rps']:,.0f}", str(errors), " ".join(f"{x:,.0f}" for x in r["rps_each"]))
         print(" | ".join(c.ljust(w) if i == 0 else c.rjust(w)
                          for i, (c, w) in enumerate(zip(cells, widths, strict=True))))
 
@@ -633,7 +650,7 @@ def run(args, tmp: Path) -> dict:
             {"path": "mlflow POST /invocations", "url": f"{mlflow_url}/invocations",
              "body": mlflow_body, "auth": None},
         ]
-        single = bench_single(targets, args.duration, args.warmup)
+        single = bench_single(targets, args.duration, args.warmup, args.rounds)
         http_batches, frames = bench_batches_http(api_url, mlflow_url, state, schema,
                                                   sizes=args.batch_rows, repeats=args.repeats)
     finally:
@@ -653,7 +670,9 @@ def run(args, tmp: Path) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--duration", type=float, default=10, help="seconds per wrk run (10)")
+    parser.add_argument("--duration", type=float, default=6, help="seconds per wrk run (6)")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="wrk runs per target and concurrency, alternating order; medians (3)")
     parser.add_argument("--warmup", type=float, default=2,
                         help="seconds of discarded wrk load per server first (2)")
     parser.add_argument("--train-rows", type=int, default=10_000)

@@ -76,7 +76,7 @@ def create_app(config: dict | None = None):
     app.json = IsoJSONProvider(app)
     app.config.update(MAX_CONTENT_LENGTH=settings.max_upload_bytes, TESTING=settings.testing)
     app.extensions["opcon"] = services
-    errors.register(app, services.limiter)
+    errors.register(app)
     services.metrics = metrics.register(app, services)
     blueprints = [module.blueprint(services) for module in (
         health, auth, users, tokens, audit, schema, predict, predictions, models, approvals, datasets,
@@ -84,7 +84,6 @@ def create_app(config: dict | None = None):
     for bp in blueprints:
         app.register_api(bp)
     routing.install(app, blueprints, services.resolver, services.audit)
-    services.limiter.init_app(app)
 
     @app.get("/openapi.json", doc_ui=False)
     def openapi_json():

@@ -19,8 +19,11 @@ def target(name: str) -> str:
 
 def record_move(audit: AuditLog, name: str, version: str, previous: str | None, *, by: str,
                 role: str | None, reason: str, job_id: str | None = None,
-                request_id: str | None = None, client: str | None = None) -> None:
-    audit.record(actor=by, role=role, action=MOVE, target=target(name), outcome="ok",
+                request_id: str | None = None, client: str | None = None,
+                alias: str = "champion") -> None:
+    """An alias move in the audit trail: `champion.move` (the history is made of these) or
+    `challenger.move`; `previous` is the champion before it."""
+    audit.record(actor=by, role=role, action=f"{alias}.move", target=target(name), outcome="ok",
                  request_id=request_id, client=client,
                  params={"version": str(version), "previous": None if previous is None else str(previous),
                          "reason": reason, "job_id": job_id})

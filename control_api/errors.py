@@ -40,17 +40,8 @@ def pydantic_details(errors: list[dict], prefix: str = "") -> list[dict]:
     return details
 
 
-def register(app: Flask, limiter=None) -> None:
+def register(app: Flask) -> None:
     app.register_error_handler(APIError, lambda error: error.response())
-
-    @app.errorhandler(429)
-    def too_many(error: HTTPException):
-        from control_api.identity.limits import retry_after
-
-        wait = retry_after(limiter) if limiter is not None else 1
-        body = {"error": f"too many failed sign-ins; try again in {wait} s",
-                "details": [{"field": "username", "problem": "locked for now"}], "retry_after": wait}
-        return jsonify(body), 429, {"Retry-After": str(wait)}
 
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException):

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from control_api import db
 from control_api.approvals import ApprovalStore
 from control_api.audit import AuditLog
-from control_api.identity import limits
+from control_api.identity.limits import LoginLimits
 from control_api.identity.resolver import FileEpoch, RedisEpoch, Resolver
 from control_api.identity.store import IdentityStore
 from control_api.serving import Champion
@@ -31,7 +31,7 @@ class Services:
     identities: IdentityStore
     resolver: Resolver
     audit: AuditLog
-    limiter: object  # flask_limiter.Limiter
+    login_limits: LoginLimits
     approvals: ApprovalStore
     metrics: object = None  # monitoring.metrics.ServiceMetrics, set by create_app
 
@@ -52,5 +52,8 @@ class Services:
             epoch = FileEpoch(settings.state_dir / "identity" / "epoch")
         resolver = Resolver(identities, epoch, settings.api_token, settings.api_token_role)
         return cls(settings, params, champion, PredictionLog(settings.prediction_log_dir), engine,
-                   store, identities, resolver, AuditLog(engine), limits.build(settings.ratelimit_storage),
+                   store, identities, resolver, AuditLog(engine), LoginLimits(
+                       settings.ratelimit_storage, settings.login_max_failures,
+                       settings.login_max_failures_per_address, settings.login_lockout_seconds,
+                       f"{settings.queue_name}-login"),
                    ApprovalStore(engine))

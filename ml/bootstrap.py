@@ -9,6 +9,7 @@ Idempotent: a second call finds everything in place and returns in seconds.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from ml import config, registry
@@ -29,6 +30,7 @@ def bootstrap(train: bool) -> list[str]:
         name = params.registry.model_name
         current = registry.champion(name)
         if current is None:
+            os.environ.setdefault(registry.ACTOR_VARIABLE, "bootstrap")  # the first champion's mover
             repro(project, "--force")  # outputs may be up to date in a checkout with a new state dir
             push(project)
             current = registry.champion(name)

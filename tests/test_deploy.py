@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from ml import mlflow_auth
 from ml.config import REPO_ROOT
 from tests.test_monitoring_prometheus import EXPORTED_METRICS, metric_names
 
@@ -35,17 +36,20 @@ SERVICE_CODE = {"init": {"ml"}, "api": {"control_api", "ml", "monitoring"},
 ONLY_IN = {
     "control_api/gunicorn_conf.py": {"api"},  # gunicorn's settings file
     "control_api/metrics.py": {"api"},  # /metrics, registered by create_app
+    "ml/mlflow_auth.py": {"mlflow"},  # the MLflow server's login, set up by deploy/mlflow.sh
+    "control_api/identity/bootstrap.py": {"init"},  # the first admin, made by deploy/bootstrap.sh
 }
 OPTIONAL = {
     "API_ACCESS_LOG": "gunicorn's access log, off unless set",
     "OPCON_MLFLOW_URI_SET": "written by ml.tracking itself to recognise the URI it derived",
     "OPCON_DRIFT_INTERVAL_SECONDS": "a test shortcut overriding OPCON_DRIFT_INTERVAL_MINUTES",
     "OPCON_GIT_COMMIT": "set in the image by the Dockerfile's build argument (no .git inside)",
+    "OPCON_ACTOR": "set by the job worker for the pipeline processes it starts (who a promotion is for)",
 }
 NOT_NEEDED = {
     ("ui", "OPCON_HOME"): "the console reads it only to find the token file; compose sets OPCON_API_TOKEN",
 }
-SECRET_NAME = re.compile(r"PASSWORD|TOKEN|SECRET|(^|_)KEY$")
+SECRET_NAME = re.compile(r"PASSWORD|TOKEN(?!_ROLE)|SECRET|(^|_)KEY$")
 REFERENCE = re.compile(r"\$\{(?P<name>\w+)(?:(?P<op>:?[-?])(?P<arg>[^}]*))?\}")
 
 
@@ -208,8 +212,9 @@ def test_every_environment_variable_the_code_reads_is_set_for_the_services_runni
         if variable in OPTIONAL:
             continue
         for path in sorted(files):
-            runners = {name for name, packages in SERVICE_CODE.items() if path.split("/")[0] in packages}
-            for service in sorted(runners & ONLY_IN.get(path, runners)):
+            runners = ONLY_IN.get(path) or {name for name, packages in SERVICE_CODE.items()
+                                            if path.split("/")[0] in packages}
+            for service in sorted(runners):
                 if (service, variable) not in NOT_NEEDED and variable not in variables_set(
                         SERVICES[service]):
                     missing.append(f"{variable} (read in {path}) is not set for `{service}`")
@@ -277,7 +282,9 @@ def test_volumes_are_declared_used_and_shared_where_the_code_needs_it():
     assert state[environment(SERVICES["api"])["OPCON_HOME"]] == "opcon-state"
     for name in ("worker", "init"):
         assert mounts(SERVICES[name]) == mounts(SERVICES["api"])
-        assert environment(SERVICES[name]).items() <= environment(SERVICES["api"]).items()
+        own = {"OPCON_ADMIN_PASSWORD"} if name == "init" else set()  # the first admin is made there
+        assert {k: v for k, v in environment(SERVICES[name]).items() if k not in own}.items() <= \
+            environment(SERVICES["api"]).items()
     project = Path(environment(SERVICES["api"])["OPCON_PROJECT_DIR"])
     assert any(project.is_relative_to(target) for _, target in mounts(SERVICES["api"]))
 
@@ -316,6 +323,95 @@ def test_services_run_the_documented_commands():
     assert re.search(r"^psycopg2-binary==", (REPO_ROOT / "requirements.txt").read_text(), re.M)
     assert environment(SERVICES["api"])["MLFLOW_TRACKING_URI"] == f"http://mlflow:{LISTENS_ON['mlflow']}"
     assert environment(SERVICES["api"])["REDIS_URL"].startswith(f"redis://redis:{LISTENS_ON['redis']}/")
+
+
+def imports_of(tree: ast.Module) -> set[str]:
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names |= {node.module, *(f"{node.module}.{alias.name}" for alias in node.names)}
+    return names
+
+
+def test_files_run_by_some_services_only_are_imported_by_no_other_code():
+    for path in ONLY_IN:
+        assert (REPO_ROOT / path).is_file(), path
+    module = "ml.mlflow_auth"
+    importers = [path.relative_to(REPO_ROOT).as_posix() for package in SCANNED_PACKAGES
+                 for path in sorted((REPO_ROOT / package).rglob("*.py"))
+                 if module in imports_of(ast.parse(path.read_text()))]
+    assert importers == [], f"{module} runs in the `mlflow` service only"
+
+
+# --- the MLflow server's login -------------------------------------------------------------------------
+
+def reference(value: str) -> re.Match:
+    match = REFERENCE.fullmatch(value)
+    assert match and match["op"] == ":?", f"{value}: a required ${{VAR:?...}} from .env"
+    return match
+
+
+def test_mlflow_server_runs_its_basic_auth_app_after_the_login_set_up():
+    mlflow = SERVICES["mlflow"]
+    env = environment(mlflow)
+    auth_dir = Path(env[mlflow_auth.AUTH_DIR_VARIABLE])
+    where = mlflow_auth.Layout(auth_dir, auth_dir, env[mlflow_auth.DATABASE_VARIABLE])
+    assert command(mlflow)[:6] == ["mlflow", "--env-file", str(where.env_file), "server", "--app-name",
+                                   "basic-auth"]
+    assert mlflow["entrypoint"] == ["sh", "deploy/mlflow.sh"]
+    script = (REPO_ROOT / "deploy" / "mlflow.sh").read_text()
+    assert re.search(r"^set -eu$(.|\n)*^python -m ml\.mlflow_auth$\n^exec \"\$@\"$", script, re.M)
+    # the config holds the database password: never where the artifact proxy serves files from
+    served = Path(command(mlflow)[command(mlflow).index("--artifacts-destination") + 1])
+    assert not auth_dir.is_relative_to(served) and not served.is_relative_to(auth_dir)
+    assert auth_dir not in {Path(target) for _, target in mounts(mlflow)}, "written at every start"
+    # the users live in PostgreSQL, in a database of their own, which initdb creates
+    database = where.database_uri
+    assert database.startswith("postgresql+psycopg2://") and database.endswith("@postgres:5432/mlflow_auth")
+    initdb = "".join(path.read_text() for path in (REPO_ROOT / "deploy/postgres/initdb").glob("*.sql"))
+    assert re.search(r"^CREATE DATABASE mlflow_auth;$", initdb, re.M)
+
+
+def test_mlflow_logins_come_from_distinct_required_secrets():
+    env = environment(SERVICES["mlflow"])
+    secrets = [reference(env[variable])["name"] for variable in (
+        mlflow_auth.ADMIN_PASSWORD_VARIABLE, mlflow_auth.VIEWER_PASSWORD_VARIABLE,
+        mlflow_auth.SERVICE_PASSWORD_VARIABLE)]
+    assert len(set(secrets)) == 3 and all(SECRET_NAME.search(name) for name in secrets)
+    assert "env_file" not in SERVICES["mlflow"], "the MLflow server gets its own secrets only"
+
+
+@pytest.mark.parametrize("name", sorted(SERVICE_CODE.keys() - {"ui"}))
+def test_services_reach_mlflow_with_the_service_account(name):
+    env, mlflow = environment(SERVICES[name]), environment(SERVICES["mlflow"])
+    assert env["MLFLOW_TRACKING_URI"] == f"http://mlflow:{LISTENS_ON['mlflow']}"
+    assert env["MLFLOW_TRACKING_USERNAME"] == mlflow_auth.SERVICE
+    assert (reference(env["MLFLOW_TRACKING_PASSWORD"])["name"]
+            == reference(mlflow[mlflow_auth.SERVICE_PASSWORD_VARIABLE])["name"])
+
+
+def make_recipe(target: str) -> list[str]:
+    """The recipe lines of `target` in the Makefile, continuation lines joined."""
+    text = (REPO_ROOT / "Makefile").read_text().replace("\\\n", " ")
+    block = re.search(rf"^{target}:.*\n((?:\t.*\n)+)", text, re.M)
+    return [line.strip() for line in block[1].splitlines()]
+
+
+def test_make_run_sets_up_the_mlflow_login_before_starting_the_server():
+    text = (REPO_ROOT / "Makefile").read_text()
+    assert re.search(r"^MLFLOW_AUTH := \$\(OPCON_HOME\)/mlflow/auth$", text, re.M)
+    recipe = make_recipe("run")
+    token = next(i for i, line in enumerate(recipe) if "ensure_token" in line)
+    assert recipe[token + 1] == "@$(PY) -m control_api.identity.bootstrap"
+    assert recipe[token + 2] == "@$(PY) -m ml.mlflow_auth"
+    servers = recipe[token + 3]
+    server = re.search(r"\$\(VENV\)/bin/mlflow (.*?) &", servers)[1].split()
+    assert server[:5] == ['--env-file', '"$(MLFLOW_AUTH)/server.env"', "server", "--app-name", "basic-auth"]
+    where = mlflow_auth.Layout(Path("H/mlflow"), Path("H/mlflow/auth"), "")
+    assert where.env_file.as_posix() == "H/mlflow/auth/server.env"
+    assert f"password in $(OPCON_HOME)/mlflow/{where.password_file('viewer').name}" in servers
 
 
 # --- secrets and the env file ------------------------------------------------------------------------

@@ -43,11 +43,12 @@ def _register(job: Job) -> dict:
     name = params_module.load(job.settings.project_dir).registry.model_name
     previous = outcome.get("champion_version")
     previous = None if previous is None else str(previous)
-    if outcome["promoted"]:
-        champion_history.record_move(job.store.audit, name, outcome["version"],
-                                     previous, by=job.requested_by or "unknown",
-                                     role=job.requested_role, reason=outcome["reason"], job_id=job.id)
-    elif outcome.get("awaiting_approval"):
+    # the new version holds `champion` now, or `challenger`; either move is the requester's
+    champion_history.record_move(
+        job.store.audit, name, outcome["version"], previous, by=job.requested_by or "unknown",
+        role=job.requested_role, reason=outcome["reason"], job_id=job.id,
+        alias="champion" if outcome["promoted"] else "challenger")
+    if outcome.get("awaiting_approval"):
         metric = outcome["metric"]
         ApprovalStore(job.store.engine).add_pending(
             name, outcome["version"], job_id=job.id, requested_by=job.requested_by,

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from flask import g
+from flask import g, request
 from flask_openapi3 import Tag
 
 from control_api.errors import APIError
 from control_api.identity import bodies
-from control_api.identity import limits as login_limits
 from control_api.identity.permissions import PUBLIC, SIGNED_IN
 from control_api.identity.routing import SecuredBlueprint
 from control_api.identity.store import IdentityError, present_user
@@ -18,29 +17,30 @@ TAG = Tag(name="auth", description="Sign in for a session token, sign out, who a
 
 def blueprint(services) -> SecuredBlueprint:
     bp = SecuredBlueprint("auth", __name__, abp_tags=[TAG], abp_responses={401: ErrorBody, 422: ErrorBody})
-    settings, limiter = services.settings, services.limiter
-    per_user = f"{settings.login_max_failures} per {settings.login_lockout_seconds} second"
-    per_address = f"{settings.login_max_failures_per_address} per {settings.login_lockout_seconds} second"
+    settings, limits = services.settings, services.login_limits
 
     @bp.post("/auth/login", permission=PUBLIC, responses={200: bodies.LoginOut, 403: ErrorBody,
                                                           429: ErrorBody})
-    @limiter.limit(per_user, key_func=login_limits.username_key, deduct_when=login_limits.failed)
-    @limiter.limit(per_address, key_func=login_limits.address_key, deduct_when=login_limits.failed)
     def login(body: bodies.LoginBody):
         """Exchange a username and password for a session token (`Authorization: Bearer <token>`).
 
         Failed attempts are limited per username and per client address: past the limit, 429
-        with `retry_after` seconds.
+        with `retry_after` seconds (also in `Retry-After`), whatever the password.
         """
-        g.audit_actor = body.username[:64]
-        g.audit_target = f"user:{body.username[:64]}"
+        username, address = body.username.strip().lower(), request.remote_addr or ""
+        g.audit_actor, g.audit_target = username[:64], f"user:{username[:64]}"
+        wait = limits.wait_seconds(username, address)
+        if wait:
+            raise APIError(429, f"too many failed sign-ins; try again in {wait} s",
+                           [{"field": "username", "problem": "locked for now"}],
+                           headers={"Retry-After": str(wait)}, retry_after=wait)
         try:
-            signed_in = services.identities.sign_in(body.username.strip().lower(), body.password,
-                                                    settings.session_hours)
+            signed_in = services.identities.sign_in(username, body.password, settings.session_hours)
         except IdentityError as error:
             raise APIError(error.status, error.message,
                            [{"field": error.field, "problem": "disabled"}]) from None
         if signed_in is None:
+            limits.failed(username, address)
             raise APIError(401, "wrong username or password",
                            [{"field": "password", "problem": "does not match this username"}])
         token, user = signed_in
