@@ -9,9 +9,10 @@
 
 and makes sure these users exist with these passwords in the user database:
 
-    admin    MLflow admin               MLFLOW_AUTH_ADMIN_PASSWORD, else <home>/admin_password
-    viewer   reads, changes nothing     OPCON_MLFLOW_VIEWER_PASSWORD, else <home>/viewer_password
-    opcon    admin: the API and workers only when OPCON_MLFLOW_SERVICE_PASSWORD is set (docker compose)
+    user     can                              password
+    admin    everything (people)              MLFLOW_AUTH_ADMIN_PASSWORD, else <home>/admin_password
+    viewer   read, change nothing (people)    OPCON_MLFLOW_VIEWER_PASSWORD, else <home>/viewer_password
+    opcon    everything (the API, workers)    OPCON_MLFLOW_SERVICE_PASSWORD; no such user without it
 
 A password file is generated (secrets) the first time and kept; every run sets the users' passwords
 to the current ones, so a second run changes nothing and deleting a file makes a new password.
@@ -26,7 +27,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import secrets
-import sys
 import warnings
 from pathlib import Path
 
@@ -231,7 +231,7 @@ def set_up(where: Layout | None = None) -> dict[str, str]:
     finally:
         store.engine.dispose()
     tighten(where.auth)
-    if not os.environ.get(AUTH_DIR_VARIABLE):
+    if where.home != where.auth:
         tighten(where.home)  # $OPCON_HOME/mlflow: the tracking store the API uses directly
     return {username: source for username, (_, source, _) in logins.items()}
 
@@ -239,12 +239,11 @@ def set_up(where: Layout | None = None) -> dict[str, str]:
 def main() -> None:
     where = layout()
     sources = set_up(where)
-    print("MLflow admin   ", sources[ADMIN], f"(user {ADMIN})")
-    print("MLflow viewer  ", sources[VIEWER], f"(user {VIEWER}, read-only)")
+    print("MLflow admin   ", f"user `{ADMIN}`, password in {sources[ADMIN]}")
+    print("MLflow viewer  ", f"user `{VIEWER}` (read-only), password in {sources[VIEWER]}")
     if SERVICE in sources:
-        print("MLflow service ", sources[SERVICE], f"(user {SERVICE}: the API and job workers)")
-    print("MLflow config  ", where.config_file, f"(loaded by mlflow --env-file {where.env_file})")
-    sys.stdout.flush()
+        print("MLflow service ", f"user `{SERVICE}` (API and workers), password in {sources[SERVICE]}")
+    print("MLflow config  ", where.config_file, f"(mlflow --env-file {where.env_file})")
 
 
 if __name__ == "__main__":
