@@ -29,15 +29,27 @@ def record_move(audit: AuditLog, name: str, version: str, previous: str | None, 
                          "reason": reason, "job_id": job_id})
 
 
-def _registry_period(version) -> dict:
-    tags = version.tags
+def _registry_period(version, first: bool = False) -> dict:
+    """A period read from a version's tags: its latest promotion, or its first (`first`)."""
+    tags, prefix = version.tags, "first_" if first else ""
     try:
-        start = datetime.fromisoformat(tags["promoted_at"])
+        start = datetime.fromisoformat(tags[f"{prefix}promoted_at"])
     except (KeyError, ValueError):
         start = datetime.fromtimestamp(version.creation_timestamp / 1000, UTC)
     return {"version": str(version.version), "from": start, "to": None,
-            "moved_by": tags.get("promoted_by") or UNRECORDED, "reason": tags.get("promotion.reason"),
-            "job_id": None, "recorded": False}
+            "moved_by": tags.get(f"{prefix}promoted_by") or UNRECORDED,
+            "reason": None if first else tags.get("promotion.reason"), "job_id": None, "recorded": False}
+
+
+def _moved_outside(version, after: datetime | None) -> dict:
+    """The serving version when the last recorded move named another one. Its tags tell who
+    promoted it if that happened after the last recorded move (the pipeline run by hand); if they
+    are older, the alias was set in MLflow directly, at some time after `after`."""
+    period = _registry_period(version)
+    if after is not None and period["from"] <= after:
+        period.update(moved_by=UNRECORDED, reason="the alias was set outside the console (in MLflow), "
+                      "some time after this", **{"from": after})
+    return period
 
 
 def periods(audit: AuditLog, name: str, lookup_version, current) -> list[dict]:
@@ -49,9 +61,9 @@ def periods(audit: AuditLog, name: str, lookup_version, current) -> list[dict]:
              for e in moves]
     first_previous = moves[0]["params"].get("previous") if moves else None
     if first_previous and (before := lookup_version(first_previous)) is not None:
-        found.insert(0, _registry_period(before))
+        found.insert(0, _registry_period(before, first=True))
     if current is not None and (not found or found[-1]["version"] != str(current.version)):
-        found.append(_registry_period(current))
+        found.append(_moved_outside(current, found[-1]["from"] if found else None))
     found.sort(key=lambda p: p["from"])
     for earlier, later in pairwise(found):
         earlier["to"] = later["from"]

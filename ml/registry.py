@@ -145,15 +145,19 @@ def promote(name: str, version: str, reason: str = "promoted by hand", by: str |
     version = str(version)
     with _lock():
         mlflow_client = client()
-        _require_version(mlflow_client, name, version)
+        found = _require_version(mlflow_client, name, version)
         history = _history(mlflow_client, name)
         mlflow_client.set_registered_model_alias(name, CHAMPION, version)
         if not history or history[-1] != version:
             history.append(version)
         mlflow_client.set_registered_model_tag(name, HISTORY_TAG, json.dumps(history))
-        mlflow_client.set_model_version_tag(name, version, "promoted_at", _now())
+        stamp, by = _now(), by or actor()
+        mlflow_client.set_model_version_tag(name, version, "promoted_at", stamp)
         mlflow_client.set_model_version_tag(name, version, "promotion.reason", reason)
-        mlflow_client.set_model_version_tag(name, version, "promoted_by", by or actor())
+        mlflow_client.set_model_version_tag(name, version, "promoted_by", by)
+        if "first_promoted_at" not in found.tags:  # the latest promotion's tags are overwritten
+            mlflow_client.set_model_version_tag(name, version, "first_promoted_at", stamp)
+            mlflow_client.set_model_version_tag(name, version, "first_promoted_by", by)
         current = mlflow_client.get_registered_model(name).aliases
         if str(current.get(CHALLENGER)) == version:
             mlflow_client.delete_registered_model_alias(name, CHALLENGER)

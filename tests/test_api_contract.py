@@ -10,6 +10,7 @@ is derived from the schema in the project's params.yaml or from the data generat
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import math
 import re
@@ -755,6 +756,28 @@ def test_promote_a_challenger_then_roll_back(client, trained, schema, model_name
     assert client.get("/ready", auth=False).get_json()["champion"].endswith("version 1")
     error_body(client.post("/api/v1/models/rollback"), 409)
     assert predicted_version(client, record) == "1"
+
+
+def test_the_champion_history_names_who_moved_it_and_when(client, model_name):
+    periods = client.get("/api/v1/models/champion/history").get_json()["periods"]
+    # the first champion came from `dvc repro`; then the promote-again, the promotion of 2 and the
+    # rollback of the tests above, each by the service token, each period ending where the next begins
+    assert [(p["version"], p["moved_by"], p["recorded"]) for p in periods] == [
+        ("1", "pipeline", False), ("1", "service-token", True), ("2", "service-token", True),
+        ("1", "service-token", True)]
+    assert periods[2]["reason"] == "contract test" and periods[3]["reason"] == "rollback from 2"
+    assert all(a["to"] == b["from"] for a, b in itertools.pairwise(periods)) and periods[-1]["to"] is None
+    moves = client.get("/api/v1/audit", query_string={"action": "champion.move"}).get_json()["items"]
+    assert [m["params"]["version"] for m in reversed(moves)] == ["1", "2", "1"]
+
+    registry.client().set_registered_model_alias(model_name, registry.CHAMPION, "2")  # a side door
+    try:
+        latest = client.get("/api/v1/models/champion/history").get_json()["periods"][-1]
+        assert (latest["version"], latest["recorded"]) == ("2", False)
+        assert latest["moved_by"].startswith("outside the console")
+        assert latest["from"] == periods[-1]["from"]  # known only to be after the last recorded move
+    finally:
+        registry.client().set_registered_model_alias(model_name, registry.CHAMPION, "1")
 
 
 # -- feedback ------------------------------------------------------------------------------------
