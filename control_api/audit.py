@@ -16,10 +16,10 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 
 from control_api.db import audit_events, row_dict
+from control_api.redaction import is_secret, short
 
 GENESIS = "0" * 64
 RETRIES = 50
-SECRET_KEYS = ("password", "token", "secret", "authorization", "cookie", "api_key")
 MAX_VALUE = 200  # characters of a parameter value kept in the summary
 
 
@@ -39,12 +39,12 @@ def redact(params: dict | None) -> dict:
     summary = {}
     for raw_key, value in (params or {}).items():
         key = str(raw_key)[:MAX_VALUE]
-        if key.lower() in SECRET_KEYS or key.lower().endswith(("password", "_secret", "_token")):
+        if is_secret(key):
             summary[key] = "(redacted)"
         elif isinstance(value, bool | int | float) or value is None:
             summary[key] = value
         elif isinstance(value, str):
-            summary[key] = value if len(value) <= MAX_VALUE else value[:MAX_VALUE] + "…"
+            summary[key] = short(value, MAX_VALUE)
         elif isinstance(value, list | tuple):
             summary[key] = f"(list of {len(value)})"
         else:

@@ -7,6 +7,8 @@ import math
 from flask import Flask, jsonify
 from werkzeug.exceptions import HTTPException
 
+from control_api.redaction import is_secret, short
+
 
 class APIError(Exception):
     def __init__(self, status: int, error: str, details: list[dict] | None = None,
@@ -33,9 +35,10 @@ def pydantic_details(errors: list[dict], prefix: str = "") -> list[dict]:
             field += f"[{part}]" if isinstance(part, int) else (f".{part}" if field else str(part))
         entry = {"field": field or "body", "problem": item["msg"]}
         value = item.get("input")
-        if "input" in item and not isinstance(value, dict | list):
+        if "input" in item and not isinstance(value, dict | list) and not is_secret(field):
             # NaN and infinities are not JSON: quote them
-            entry["value"] = str(value) if isinstance(value, float) and not math.isfinite(value) else value
+            value = str(value) if isinstance(value, float) and not math.isfinite(value) else value
+            entry["value"] = short(value)
         details.append(entry)
     return details
 

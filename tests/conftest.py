@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import json
 import os
+import uuid
 from pathlib import Path
 
 import pandas as pd
@@ -112,3 +114,42 @@ def module_state(tmp_path_factory):
             patch.delenv(name, raising=False)
         patch.setenv("OPCON_HOME", str(root / "state"))
         yield root
+
+
+# -- PostgreSQL on the local server (127.0.0.1:5432, trust auth) -----------------------------------
+
+POSTGRES_SERVER = "postgresql+psycopg2://postgres@127.0.0.1:5432"
+
+
+@contextlib.contextmanager
+def postgres_database(prefix: str = "opcon_test"):
+    """A new, empty database on the local PostgreSQL server, dropped afterwards; yields its URL.
+
+    Under CI=true an unreachable server fails the test; elsewhere the test is skipped, saying why.
+    """
+    import sqlalchemy as sa
+
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(f"{POSTGRES_SERVER}/postgres", isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    except sa.exc.OperationalError as error:
+        admin.dispose()
+        reason = f"PostgreSQL ({POSTGRES_SERVER}) is unreachable: {str(error).splitlines()[0]}"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(reason + " (CI=true: these tests must run)")
+        pytest.skip(reason)
+    try:
+        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture
+def fresh_postgres_url():
+    """A fresh PostgreSQL database for one test (see postgres_database)."""
+    with postgres_database() as url:
+        yield url

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -92,6 +93,72 @@ class Services:
         out = subprocess.run(["pgrep", "-P", str(self.api.pid)], capture_output=True, text=True,
                              check=False).stdout
         return [int(pid) for pid in out.split()]
+
+    def wait_healthy(self, timeout: float = 90) -> None:
+        """The API answers /health (it needs no champion, unlike /ready)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with contextlib.suppress(requests.RequestException):
+                if requests.get(f"{self.url}/health", timeout=2).status_code == 200:
+                    return
+            assert self.api.poll() is None, f"the API exited:\n{self.tail('api.log')}"
+            time.sleep(0.2)
+        raise AssertionError(f"API not healthy:\n{self.tail('api.log')}")
+
+    # -- which gunicorn worker answers -----------------------------------------------------------
+    def _server_inode(self, client_port: int) -> int:
+        """The inode of the API's end of a loopback connection from `client_port` (0: not accepted)."""
+        local, remote = f"0100007F:{self.port:04X}", f"0100007F:{client_port:04X}"
+        for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[1] == local and fields[2] == remote:
+                return int(fields[9])
+        return 0
+
+    def accepted_by(self, sock: socket.socket, pids: list[int], timeout: float = 60) -> int:
+        """The API worker whose process holds the accepted end of `sock` (waits for the accept)."""
+        client_port = sock.getsockname()[1]
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            inode = self._server_inode(client_port)
+            if inode:
+                wanted = f"socket:[{inode}]"
+                for pid in pids:
+                    with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+                        for fd in Path(f"/proc/{pid}/fd").iterdir():
+                            with contextlib.suppress(FileNotFoundError):
+                                if os.readlink(fd) == wanted:
+                                    return pid
+            time.sleep(0.01)
+        raise AssertionError(f"no API worker of {pids} accepted a connection in {timeout} s")
+
+    @contextlib.contextmanager
+    def only_worker(self, pid: int):
+        """While inside, requests on new connections are answered by API worker `pid`: every other
+        sync worker is kept busy reading a request that never comes (a connection that sends
+        nothing), and a sync worker takes one connection at a time."""
+        pids = self.api_worker_pids()
+        assert pid in pids, (pid, pids)
+        held, parked = [], []
+        try:
+            while len(held) < len(pids) - 1:
+                sock = socket.create_connection(("127.0.0.1", self.port), timeout=30)
+                (parked if self.accepted_by(sock, pids) == pid else held).append(sock)
+            for sock in parked:  # `pid` took one of these: it reads EOF and is free again
+                sock.close()
+            parked = []
+            yield pid
+        finally:
+            for sock in held + parked:
+                sock.close()
+
+    def each_worker(self):
+        """Each API worker in turn, with only it answering (see only_worker)."""
+        pids = self.api_worker_pids()
+        assert len(pids) >= 2, f"expected several API workers, found {pids}"
+        for pid in pids:
+            with self.only_worker(pid):
+                yield pid
 
     def stop(self) -> None:
         for process in [*self.workers, self.api]:

@@ -98,7 +98,8 @@ def test_with_approval_on_another_admin_must_approve(live):
     assert champion(live) == before
 
     pending = live.get("/api/v1/approvals", params={"status": "pending"}).json()["items"]
-    assert [(a["version"], a["requested_by"], a["job_id"]) for a in pending] == [(waiting, "alice", job["id"])]
+    assert [(a["version"], a["requested_by"], a["job_id"]) for a in pending] == [
+        (waiting, "alice", job["id"])]
     assert pending[0]["comparison"]["champion_version"] == before
     listed = {v["version"]: v for v in live.get("/api/v1/models").json()["versions"]}
     assert listed[waiting]["approval"]["status"] == "pending"

@@ -39,7 +39,9 @@ class RouteRule:
 class SecuredBlueprint(APIBlueprint):
     def __init__(self, name: str, import_name: str, **kwargs):
         kwargs.setdefault("url_prefix", PREFIX)
-        kwargs.setdefault("abp_security", SECURITY)
+        # each route carries its own security: flask-openapi3 would add a blueprint's to every
+        # route, the open sign-in route included
+        kwargs["abp_security"] = []
         kwargs["abp_responses"] = {401: ErrorBody, 403: ErrorBody, **(kwargs.get("abp_responses") or {})}
         super().__init__(name, import_name, **kwargs)
         self.rules: dict[str, RouteRule] = {}
@@ -48,8 +50,7 @@ class SecuredBlueprint(APIBlueprint):
         if permission not in permissions.ALL | {permissions.PUBLIC, permissions.SIGNED_IN}:
             raise ValueError(f"unknown permission `{permission}` on {rule}")
         extensions = {**(options.pop("openapi_extensions", None) or {}), "x-permission": permission}
-        if permission == permissions.PUBLIC:
-            options.setdefault("security", [])
+        options.setdefault("security", [] if permission == permissions.PUBLIC else SECURITY)
 
         def decorator(func):
             register(rule, openapi_extensions=extensions, **options)(func)

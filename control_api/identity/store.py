@@ -65,6 +65,16 @@ def present_token(row: dict) -> dict:
                                 "expires_at", "last_used_at", "revoked_at")}
 
 
+def _enabled_admins(conn) -> int:
+    """Counted under a lock held to the end of the transaction, so two admins demoting each other
+    at once cannot both pass: the rows of the enabled admins (PostgreSQL), the write lock (SQLite)."""
+    admin = (users.c.role == "admin") & users.c.disabled.is_(False)
+    if conn.dialect.name == "sqlite":
+        conn.execute(users.update().where(admin).values(role=users.c.role))
+        return conn.execute(sa.select(sa.func.count()).select_from(users).where(admin)).scalar()
+    return len(conn.execute(sa.select(users.c.username).where(admin).with_for_update()).all())
+
+
 class IdentityStore:
     def __init__(self, engine: sa.Engine):
         self.engine = engine
@@ -121,12 +131,10 @@ class IdentityStore:
             values["password_hash"] = passwords.hash_password(password)
         demotes = values.get("role", "admin") != "admin" or values.get("disabled", False)
         with self.engine.begin() as conn:
-            if current["role"] == "admin" and not current["disabled"] and demotes:
-                admins = conn.execute(sa.select(sa.func.count()).select_from(users).where(
-                    users.c.role == "admin", users.c.disabled.is_(False))).scalar()
-                if admins <= 1:
-                    raise IdentityError(409, "the last enabled admin cannot be disabled or demoted",
-                                        "role" if "role" in values else "disabled")
+            was_admin = current["role"] == "admin" and not current["disabled"]
+            if was_admin and demotes and _enabled_admins(conn) <= 1:
+                raise IdentityError(409, "the last enabled admin cannot be disabled or demoted",
+                                    "role" if "role" in values else "disabled")
             if values:
                 conn.execute(users.update().where(users.c.username == username).values(**values))
             revoke = bool({"role", "disabled", "password_hash"} & set(values))
