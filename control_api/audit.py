@@ -3,7 +3,9 @@
 A row's hash is the SHA-256 of its content and the previous row's hash. `seq` and `prev_hash` are
 unique in the table, so two writers racing for the same place cannot fork the chain: the loser
 reads the new tail and tries again. `verify()` recomputes the chain and names the first row that
-does not match (edited, deleted or inserted out of band).
+does not match (edited, deleted or inserted out of band). Removing the newest rows leaves a shorter
+chain that is still intact: `last_hash` and `rows`, noted elsewhere (a ticket, a log shipper),
+anchor the end.
 """
 
 from __future__ import annotations
@@ -126,7 +128,8 @@ class AuditLog:
                         problem = "its content does not match its hash (edited)"
                     if problem:
                         return {"intact": False, "rows": rows, "first_broken": row["seq"],
-                                "problem": problem}
+                                "problem": problem, "last_hash": None}
                     expected_prev, expected_seq, rows = row["hash"], row["seq"] + 1, rows + 1
                     last = row["seq"]
-        return {"intact": True, "rows": rows, "first_broken": None, "problem": None}
+        return {"intact": True, "rows": rows, "first_broken": None, "problem": None,
+                "last_hash": None if rows == 0 else expected_prev}

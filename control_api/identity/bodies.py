@@ -144,6 +144,8 @@ class AuditEvent(BaseModel):
     outcome: str
     status: int | None
     params: dict[str, Any]
+    prev_hash: str
+    hash: str = Field(description="SHA-256 of this event's content and the previous event's hash")
 
 
 class AuditPage(BaseModel):
@@ -158,3 +160,5 @@ class AuditVerifyOut(BaseModel):
     rows: int
     first_broken: int | None
     problem: str | None
+    last_hash: str | None = Field(description="the newest event's hash: note it elsewhere to detect "
+                                  "a removal of the newest rows later")
