@@ -2,7 +2,8 @@
 
 In one run, on loopback, in a throw-away DVC project with its own $OPCON_HOME (tests/e2e/servers.py
 `start_backend`: 2,000 generated rows, a trained champion, the API under gunicorn and a job worker;
-then `streamlit run ui/streamlit_app.py`; one data pull so the Jobs page has a row):
+then `streamlit run ui/streamlit_app.py`; one data pull so the Jobs page has a row; an admin signed
+in, its session in the browser's cookie as the sign-in page leaves it):
 
 1. every page, cold: a new tab opens the page's URL (Streamlit's bundle, websocket, script run);
    time until the page's main content (the part filled from the API) is visible;
@@ -33,7 +34,14 @@ sys.path.insert(0, str(REPO))
 from playwright.sync_api import Page, sync_playwright  # noqa: E402
 
 from tests.conftest import STATE_VARIABLES  # noqa: E402
-from tests.e2e.servers import VIEWPORT, chromium, start_backend, start_streamlit  # noqa: E402
+from tests.e2e.servers import (  # noqa: E402
+    VIEWPORT,
+    add_user,
+    chromium,
+    sign_in,
+    start_backend,
+    start_streamlit,
+)
 
 RESULTS = REPO / "bench" / "results" / "ui.json"
 GOAL_PAGE_S = 2.0
@@ -97,10 +105,12 @@ def summary(values: list[float]) -> dict:
     return {"p50": statistics.median(values), "max": max(values), "n": len(values)}
 
 
-def measure(console_url: str, rounds: int, predictions: int) -> dict:
+def measure(console_url: str, session_token: str, rounds: int, predictions: int) -> dict:
     with sync_playwright() as playwright:
         browser = chromium(playwright)
         context = browser.new_context(viewport=VIEWPORT)
+        context.add_cookies([{"name": "opcon_session", "value": session_token, "url": console_url,
+                              "sameSite": "Strict"}])
         cold = {nav: [] for nav in PAGES}
         for _ in range(rounds):
             for nav, (path, selector) in PAGES.items():
@@ -151,8 +161,9 @@ def main() -> int:
         try:
             job = backend.post("/api/v1/jobs", json={"kind": "data_pull"}).json()
             backend.wait_job(job["id"], timeout=120)
+            add_user(backend, "bench", "admin")
             console = start_streamlit(backend)
-            figures = measure(console.url, args.rounds, args.predictions)
+            figures = measure(console.url, sign_in(backend, "bench"), args.rounds, args.predictions)
         finally:
             if console is not None:
                 console.stop()

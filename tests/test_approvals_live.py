@@ -113,6 +113,9 @@ def test_with_approval_on_another_admin_must_approve(live):
                         timeout=30)
     assert approved.status_code == 200, approved.text
     assert champion(live) == waiting
+    listed = {v["version"]: v for v in live.get("/api/v1/models").json()["versions"]}
+    assert listed[waiting]["promotion"]["outcome"] == "promoted (approved)"
+    assert listed[waiting]["approval"]["status"] == "approved"
     again = bob.post(f"{live.url}/api/v1/models/{waiting}/approve", json={"comment": "x"}, timeout=30)
     assert again.status_code == 409
 

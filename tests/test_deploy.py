@@ -46,9 +46,7 @@ OPTIONAL = {
     "OPCON_GIT_COMMIT": "set in the image by the Dockerfile's build argument (no .git inside)",
     "OPCON_ACTOR": "set by the job worker for the pipeline processes it starts (who a promotion is for)",
 }
-NOT_NEEDED = {
-    ("ui", "OPCON_HOME"): "the console reads it only to find the token file; compose sets OPCON_API_TOKEN",
-}
+NOT_NEEDED: dict[tuple[str, str], str] = {}  # (service, variable) read but not needed there: why
 SECRET_NAME = re.compile(r"PASSWORD|TOKEN(?!_ROLE)|SECRET|(^|_)KEY$")
 REFERENCE = re.compile(r"\$\{(?P<name>\w+)(?:(?P<op>:?[-?])(?P<arg>[^}]*))?\}")
 
@@ -226,6 +224,13 @@ def test_every_environment_variable_the_code_reads_is_set_for_the_services_runni
 def test_the_stack_has_every_service():
     assert set(SERVICES) == {"init", "api", "worker", "ui", "mlflow", "postgres", "redis", "prometheus",
                              "alertmanager", "grafana"}
+
+
+def test_the_console_gets_no_server_credentials():
+    """People sign in to the console; it must never call the API as the service."""
+    variables = set(environment(SERVICES["ui"]))
+    assert not {v for v in variables if SECRET_NAME.search(v)}, variables
+    assert env_files(SERVICES["ui"]) == [], "the console would get every secret of .env"
 
 
 @pytest.mark.parametrize("name", sorted(SERVICES))

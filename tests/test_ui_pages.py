@@ -1,8 +1,12 @@
 """Every console page through Streamlit's AppTest, against a real API (gunicorn + a job worker) on a
 trained project in a temp state dir. Nothing is mocked; feature names come from GET /schema.
 
-The tests run in file order: the later ones register a second version, promote it and roll back,
-and start (then cancel) a retrain.
+People sign in through the sign-in screen, or by putting a session token from POST /auth/login where
+the console keeps it (AppTest has no browser cookies). Their accounts are made with the service token.
+The back end asks for an admin's approval before a better challenger replaces the champion.
+
+The tests run in file order: the later ones register versions, promote one and roll back, start (then
+cancel) a retrain and run one to its approval.
 """
 
 from __future__ import annotations
@@ -25,25 +29,36 @@ from ml import registry
 from ml.config import REPO_ROOT
 from ml.generate import generate
 from monitoring.prediction_log import PredictionLog
-from tests.e2e.servers import console_env, start_backend
+from tests.e2e.servers import PASSWORD, add_user, console_env, sign_in, start_backend
 from tests.live import free_port
 from tests.test_monitoring_prometheus import PrometheusServer
-from ui.components import drift_view, service_metrics
+from ui.api_client import ApiClient
+from ui.components import access, audit_trail, drift_view, service_metrics, session
+from ui.components.session_cookie import NAME as COOKIE
 
 pytestmark = pytest.mark.live
 
 APP = REPO_ROOT / "ui" / "streamlit_app.py"
 TITLES = {"predict": "Predict", "batch": "Batch scoring", "retrain": "Retrain", "models": "Models",
-          "data": "Data", "jobs": "Jobs", "drift": "Drift", "emissions": "Emissions", "service": "Service"}
+          "data": "Data", "jobs": "Jobs", "drift": "Drift", "emissions": "Emissions", "service": "Service",
+          "users": "Users", "tokens": "Tokens", "audit": "Audit"}
+PEOPLE = {"ada": "admin", "adam": "admin", "emma": "engineer", "otto": "operator", "vera": "viewer"}
+ADMIN, SECOND_ADMIN, ENGINEER, OPERATOR, VIEWER = PEOPLE
+APPROVAL = {"registry": {"require_approval": True}, "evaluate": {"min_improvement": 0.0}}
+SESSIONS: dict[str, str] = {}  # username → a session token signed in for the whole module
 
 
 @pytest.fixture(scope="module")
 def backend(module_state):
-    services = start_backend(module_state)
+    services = start_backend(module_state, params_changes=APPROVAL)
     with pytest.MonkeyPatch.context() as patch:
         for name, value in console_env(services).items():
             patch.setenv(name, value)
+        for username, role in PEOPLE.items():
+            add_user(services, username, role, display_name=f"{username.title()} Tester")
+            SESSIONS[username] = sign_in(services, username)
         yield services
+    SESSIONS.clear()
     services.stop()
 
 
@@ -52,12 +67,28 @@ def api_schema(backend) -> dict:
     return backend.get("/api/v1/schema").json()
 
 
-def open_page(page: str) -> AppTest:
-    app = AppTest.from_file(APP, default_timeout=60).run()
-    if page != "predict":  # the default page
-        app.switch_page(f"app_pages/{page}.py").run()
+def signed_in(user: str = ADMIN) -> AppTest:
+    app = AppTest.from_file(APP, default_timeout=60)
+    app.session_state[session.TOKEN] = SESSIONS[user]
+    return app.run()
+
+
+def open_page(page: str, user: str = ADMIN) -> AppTest:
+    app = signed_in(user).switch_page(f"app_pages/{page}.py").run()
     assert not app.exception, [e.value for e in app.exception]
     return app
+
+
+def sign_in_screen() -> AppTest:
+    app = AppTest.from_file(APP, default_timeout=60).run()
+    assert not app.exception and [t.value for t in app.title] == ["Sign in"]
+    return app
+
+
+def type_in(app: AppTest, username: str, password: str) -> AppTest:
+    app.text_input(key="sign_in_username").set_value(username)
+    next(t for t in app.text_input if t.label == "Password").set_value(password)
+    return button(app, "Sign in").click().run()
 
 
 def button(app: AppTest, label: str):
@@ -66,12 +97,20 @@ def button(app: AppTest, label: str):
     return found[0]
 
 
+def labels(app: AppTest) -> list[str]:
+    return [b.label for b in app.button]
+
+
 def metric(app: AppTest, label: str) -> str:
     return next(m.value for m in app.metric if m.label == label)
 
 
 def errors(app: AppTest) -> list[str]:
     return [e.value for e in app.main.error]
+
+
+def notices(app: AppTest) -> list[str]:
+    return [s.value for s in app.main.success]
 
 
 def table_with(app: AppTest, column: str) -> pd.DataFrame:
@@ -88,7 +127,20 @@ def retrain_jobs(backend) -> list[dict]:
     return backend.get("/api/v1/jobs", params={"kind": "retrain", "limit": 200}).json()["items"]
 
 
-# -- every page --------------------------------------------------------------------------------
+def me(backend, token: str) -> requests.Response:
+    return requests.get(f"{backend.url}/api/v1/me", headers={"Authorization": f"Bearer {token}"}, timeout=30)
+
+
+def scripts(app: AppTest) -> str:
+    """What the page runs in the browser (st.html with JavaScript): the cookie's writer."""
+    return "\n".join(h.proto.body for h in app.get("html") if h.proto.unsafe_allow_javascript)
+
+
+def kept_values(app: AppTest) -> list[str]:
+    return [str(v) for v in app.session_state.to_dict().values()]
+
+
+# -- the frame: every page, the console's own boundaries ------------------------------------------
 
 def test_the_console_reaches_the_rest_of_the_system_only_over_http():
     forbidden = {"control_api", "ml", "monitoring"}
@@ -97,6 +149,13 @@ def test_the_console_reaches_the_rest_of_the_system_only_over_http():
             names = ([a.name for a in node.names] if isinstance(node, ast.Import)
                      else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
             assert not {n.split(".")[0] for n in names} & forbidden, (path, names)
+
+
+def test_the_console_holds_no_credentials_of_its_own():
+    """It calls the API as whoever signed in: never with the server's token."""
+    for path in (REPO_ROOT / "ui").rglob("*.py"):
+        text = path.read_text()
+        assert "OPCON_API_TOKEN" not in text and "api_token" not in text, path
 
 
 @pytest.mark.parametrize("page", list(TITLES))
@@ -110,10 +169,10 @@ def test_every_page_renders_its_title_and_help_without_an_error(backend, page):
 
 
 def test_an_unreachable_api_is_one_line_per_page_and_the_pages_recover(backend, monkeypatch):
+    apps = {page: open_page(page) for page in TITLES}
     monkeypatch.setenv("OPCON_API_URL", f"http://127.0.0.1:{free_port()}")
-    apps = {}
-    for page in TITLES:
-        app = apps[page] = open_page(page)
+    for page, app in apps.items():
+        app.run()
         assert len(errors(app)) == 1, (page, errors(app))
         assert "not reachable" in errors(app)[0] and "reloads by itself" in errors(app)[0]
         assert "unreachable" in app.sidebar.error[0].value
@@ -126,10 +185,134 @@ def test_an_unreachable_api_is_one_line_per_page_and_the_pages_recover(backend, 
         assert app.session_state["api_state"] == "ready"
 
 
+# -- signing in and out ----------------------------------------------------------------------------
+
+def test_the_sign_in_screen_comes_first(backend):
+    app = sign_in_screen()
+    assert [t.label for t in app.text_input] == ["Username", "Password"]
+    assert labels(app) == ["Sign in"] and errors(app) == []
+    assert not app.sidebar.markdown and not scripts(app)  # nobody is signed in, no cookie is written
+    assert session.TOKEN not in app.session_state
+
+
+def test_a_wrong_password_is_one_clear_line_and_the_field_is_emptied(backend):
+    app = type_in(sign_in_screen(), OPERATOR, "not the password at all")
+    assert not app.exception and errors(app) == ["Wrong username or password."]
+    assert next(t for t in app.text_input if t.label == "Password").value == ""
+    assert app.text_input(key="sign_in_username").value == OPERATOR
+    assert "not the password at all" not in kept_values(app) and session.TOKEN not in app.session_state
+
+
+def test_signing_in_opens_the_page_sets_the_cookie_and_keeps_no_password(backend):
+    app = type_in(sign_in_screen(), OPERATOR, PASSWORD)
+    assert not app.exception and [t.value for t in app.title] == ["Predict"]
+    token = app.session_state[session.TOKEN]
+    assert token.startswith("ocs_") and me(backend, token).json()["username"] == OPERATOR
+    assert PASSWORD not in kept_values(app)
+    card = app.sidebar.markdown[0].value
+    assert "Otto Tester" in card and f"`{OPERATOR}`" in card and "role **operator**" in card
+    assert "Sign out" in labels(app)
+    written = scripts(app)
+    assert f"{COOKIE}={token}; Path=/; Expires=" in written and "GMT; SameSite=Strict" in written
+    assert "location.protocol === 'https:' ? '; Secure'" in written
+
+
+def test_a_locked_account_says_for_how_long(backend):
+    add_user(backend, "lock.me", "viewer")
+    app, tries = sign_in_screen(), 0
+    while not any(e.startswith("Too many") for e in errors(app)):
+        tries += 1
+        assert tries <= 12, errors(app)  # 5 failures per API worker, 2 workers
+        app = type_in(app, "lock.me", f"wrong password {tries}")
+        assert len(errors(app)) == 1
+    line = errors(app)[0]
+    assert re.fullmatch(r"Too many failed sign-ins for this account: it is locked, try again in "
+                        r"\d+ min \d\d s\.", line), line
+    assert session.TOKEN not in app.session_state
+
+
+def test_a_disabled_account_is_told_so(backend):
+    add_user(backend, "gone.user", "viewer")
+    assert backend.session.patch(f"{backend.url}/api/v1/users/gone.user", json={"disabled": True},
+                                 timeout=30).status_code == 200
+    app = type_in(sign_in_screen(), "gone.user", PASSWORD)
+    assert errors(app) == ["This account is disabled: ask an administrator to enable it."]
+
+
+def test_signing_out_ends_the_session_and_clears_the_cookie(backend):
+    app = type_in(sign_in_screen(), VIEWER, PASSWORD)
+    assert [t.value for t in app.title] == ["Models"] and errors(app) == []  # "/" is a viewer's own home
+    token = app.session_state[session.TOKEN]
+    button(app, "Sign out").click().run()
+    assert not app.exception and [t.value for t in app.title] == ["Sign in"]
+    assert [i.value for i in app.main.info] == ["You signed out."]
+    assert me(backend, token).status_code == 401
+    assert f"{COOKIE}=; Path=/; Expires=Thu, 01 Jan 1970 00:00:00 GMT; SameSite=Strict" in scripts(app)
+    assert session.TOKEN not in app.session_state
+
+
+def test_a_session_that_ended_elsewhere_brings_back_the_sign_in_screen(backend):
+    token = sign_in(backend, VIEWER)
+    app = AppTest.from_file(APP, default_timeout=60)
+    app.session_state[session.TOKEN] = token
+    app.run()
+    assert [t.value for t in app.title] == ["Models"]  # a viewer's first page
+    assert requests.post(f"{backend.url}/api/v1/auth/logout", headers={"Authorization": f"Bearer {token}"},
+                         timeout=30).status_code == 200
+    app.run()
+    assert not app.exception and [t.value for t in app.title] == ["Sign in"]
+    assert "Your session has ended" in app.main.info[0].value
+
+
+# -- what each role sees ---------------------------------------------------------------------------
+
+MENUS = {
+    "viewer": ["Models", "Data", "Drift", "Emissions", "Service", "Jobs"],
+    "operator": ["Predict", "Batch", "Models", "Data", "Drift", "Emissions", "Service", "Jobs"],
+    "engineer": ["Predict", "Batch", "Retrain", "Models", "Data", "Drift", "Emissions", "Service", "Jobs"],
+    "admin": ["Predict", "Batch", "Retrain", "Models", "Data", "Drift", "Emissions", "Service", "Jobs",
+              "Users", "Tokens", "Audit"],
+}
+
+
+@pytest.mark.parametrize("user", [VIEWER, OPERATOR, ENGINEER, ADMIN])
+def test_the_menu_has_the_pages_of_the_role_from_its_permissions(backend, user):
+    """The menu is built from GET /me's permissions: what the API says this user may do."""
+    permissions = me(backend, SESSIONS[user]).json()
+    assert [s.title for s in access.usable(permissions)] == MENUS[PEOPLE[user]]
+    home = access.home(permissions)
+    assert [t.value for t in signed_in(user).title] == [TITLES[home.path.removeprefix("app_pages/")[:-3]]]
+
+
+@pytest.mark.parametrize(("user", "page", "needs"), [
+    (OPERATOR, "retrain", "jobs:start"), (OPERATOR, "users", "users:manage"),
+    (ENGINEER, "audit", "audit:read"), (VIEWER, "predict", "predict"), (VIEWER, "tokens", "tokens:manage")])
+def test_a_page_the_role_may_not_use_says_so_when_opened_by_its_url(backend, user, page, needs):
+    app = open_page(page, user)
+    title = next(s.title for s in access.SCREENS if s.path == f"app_pages/{page}.py")
+    assert errors(app) == [f"Your role ({PEOPLE[user]}) may not use {title}: it needs {needs}."]
+    assert [t.value for t in app.title] == [title] and labels(app) == ["Sign out"]
+    home = access.home(me(backend, SESSIONS[user]).json())
+    assert [link.proto.label for link in app.get("page_link")] == [f"Go to {home.title}"]
+
+
+def test_buttons_the_role_lacks_are_not_shown(backend):
+    data = open_page("data", OPERATOR)
+    assert not data.get("file_uploader") and "Pull data (dvc pull)" not in labels(data)
+    assert "Pull data (dvc pull)" in labels(open_page("data", ENGINEER))
+    assert open_page("data", ENGINEER).get("file_uploader")
+    assert "Run drift report now" not in labels(open_page("drift", OPERATOR))
+    retrain = open_page("retrain", ENGINEER)
+    assert "Retrain now" in labels(retrain)
+    assert not [label for label in labels(retrain) if label.startswith(("Promote", "Roll back"))]
+    assert "Version to promote" not in [s.label for s in retrain.selectbox]
+    assert {"Promote v1…", "Roll back to the previous champion…"} <= set(labels(open_page("retrain")))
+
+
 # -- predict -----------------------------------------------------------------------------------
 
 def test_the_form_has_an_input_for_every_schema_field(backend, api_schema):
-    app = open_page("predict")
+    app = open_page("predict", OPERATOR)
     for feature in api_schema["features"]:
         key = f"feature_{feature['name']}"
         if feature["type"] == "category":
@@ -147,7 +330,7 @@ def test_the_form_has_an_input_for_every_schema_field(backend, api_schema):
 
 
 def test_predict_shows_the_champions_answer_and_takes_feedback(backend, api_schema):
-    app = open_page("predict")
+    app = open_page("predict", OPERATOR)
     button(app, "Predict").click().run()
     assert not app.exception and errors(app) == []
     result = app.session_state["prediction"]
@@ -175,7 +358,7 @@ def test_an_out_of_range_value_never_reaches_the_api(backend, api_schema):
     """The inputs carry the schema's bounds: Streamlit refuses a value outside them (the browser test
     sees the field marked invalid), so what is sent stays in range."""
     feature = numeric(api_schema)[0]
-    app = open_page("predict")
+    app = open_page("predict", OPERATOR)
     app.number_input(key=f"feature_{feature['name']}").set_value(feature["max"] + 1)
     button(app, "Predict").click().run()
     assert not app.exception and errors(app) == []
@@ -190,7 +373,7 @@ def test_an_api_refusal_is_shown_under_the_field_it_names(backend, api_schema):
     """A schema that went stale in the session (wider than the API's) lets a value through the form:
     the API's 422 names the field and the page puts its problem under that field's input."""
     feature = numeric(api_schema)[-1]
-    app = open_page("predict")
+    app = open_page("predict", OPERATOR)
     widened = {**feature, "max": feature["max"] * 10 + 10}
     stale = {**api_schema, "features": [widened if f is feature else f for f in api_schema["features"]]}
     app.session_state["schema"] = stale
@@ -220,7 +403,7 @@ def upload(app: AppTest, content: bytes, name: str = "machines.csv") -> AppTest:
 def test_a_batch_upload_gives_a_summary_and_the_scored_csv_to_download(backend, api_schema):
     original = generate(300, 11, first_id=100_001)
     content = original.to_csv(index=False).encode()
-    app = upload(open_page("batch"), content)
+    app = upload(open_page("batch", OPERATOR), content)
     preview = app.dataframe[0].value
     assert list(preview.columns) == list(original.columns) and len(preview) == 10
     button(app, "Score “machines.csv”").click().run()
@@ -248,7 +431,7 @@ def test_a_bad_batch_names_the_missing_column_and_the_invalid_rows(backend, api_
     bad = next(f for f in numeric(api_schema) if f["name"] != missing)
     frame = generate(50, 12, first_id=200_001).drop(columns=[missing])
     frame.loc[[2, 5], bad["name"]] = bad["max"] + 100
-    app = upload(open_page("batch"), frame.to_csv(index=False).encode(), "bad.csv")
+    app = upload(open_page("batch", OPERATOR), frame.to_csv(index=False).encode(), "bad.csv")
     button(app, "Score “bad.csv”").click().run()
     assert not app.exception
     assert errors(app) == ["The CSV has invalid rows or columns"]
@@ -279,14 +462,15 @@ def test_models_lists_the_registry_and_shows_a_versions_card_and_links(backend):
     urls = [b.proto.url for b in app.get("link_button")]
     assert urls == [f"http://127.0.0.1:5000/#/runs/{version['run_id']}",
                     f"http://127.0.0.1:5000/#/models/{listing['name']}/versions/1"]
-    assert len(app.get("plotly_chart")) == 1
+    assert len(app.get("plotly_chart")) == 2  # metrics by version, the champion's timeline
+    assert not [s.value for s in app.subheader if s.value == "Waiting for approval"]
 
 
 # -- data --------------------------------------------------------------------------------------
 
 def test_data_lists_versions_and_explains_a_rejected_batch(backend, api_schema):
     before = backend.get("/api/v1/datasets").json()
-    app = open_page("data")
+    app = open_page("data", ENGINEER)
     table = app.dataframe[0].value
     assert table["rows"].tolist() == [v["rows"] for v in before["versions"]]
     assert table["validation"][0] == "passed" and table["current"][0] == "●"
@@ -306,7 +490,7 @@ def test_data_lists_versions_and_explains_a_rejected_batch(backend, api_schema):
 
 
 def test_data_pull_runs_as_a_job_and_reports_the_version(backend):
-    app = open_page("data")
+    app = open_page("data", ENGINEER)
     button(app, "Pull data (dvc pull)").click().run()
     job_id = app.session_state["data_pull_job_id"]
     job = backend.wait_job(job_id, timeout=120)
@@ -321,7 +505,7 @@ def test_data_pull_runs_as_a_job_and_reports_the_version(backend):
 
 def test_retrain_starts_exactly_one_job_and_a_reopened_page_finds_it(backend):
     before = len(retrain_jobs(backend))
-    app = open_page("retrain")
+    app = open_page("retrain", ENGINEER)
     button(app, "Retrain now").click().run()
     jobs = retrain_jobs(backend)
     assert len(jobs) == before + 1
@@ -332,7 +516,7 @@ def test_retrain_starts_exactly_one_job_and_a_reopened_page_finds_it(backend):
     assert len(retrain_jobs(backend)) == before + 1
     assert any("already" in i.value and job_id[:8] in i.value for i in app.info)
 
-    reopened = open_page("retrain")  # a new session knows nothing: it asks the API
+    reopened = open_page("retrain", ENGINEER)  # a new session knows nothing: it asks the API
     assert reopened.session_state["retrain_job_id"] == job_id
     assert any(f"`{job_id[:8]}`" in m.value and "retrain job" in m.value for m in reopened.markdown)
     assert len(reopened.get("progress")) == 1
@@ -381,6 +565,179 @@ def test_promote_and_roll_back_each_ask_for_confirmation(backend):
     button(app, "Yes, do it").click().run()
     assert [s.value for s in app.main.success] == ["Rolled back: version 1 is the champion again."]
     assert str(registry.champion(name).version) == "1"
+
+
+
+def test_models_shows_who_was_champion_when_as_a_timeline_and_a_table(backend):
+    periods = backend.get("/api/v1/models/champion/history").json()["periods"]
+    assert [p["version"] for p in periods[-3:]] == ["1", periods[-2]["version"], "1"]  # promoted, rolled back
+    assert [p["moved_by"] for p in periods[-2:]] == [ADMIN, ADMIN]
+    app = open_page("models", VIEWER)
+    table = table_with(app, "moved by")
+    newest_first = periods[::-1]
+    assert table["version"].tolist() == [f"v{p['version']}" for p in newest_first]
+    assert table["moved by"].tolist() == [p["moved_by"] for p in newest_first]
+    assert table["to"].isna().tolist() == [p["to"] is None for p in newest_first]  # only the serving one
+    assert table["reason"][1] == periods[-2]["reason"]
+    timeline = figure(app, 1)
+    assert timeline["data"][0]["orientation"] == "h" and timeline["layout"]["xaxis"]["type"] == "date"
+    assert timeline["data"][0]["y"] == [f"v{p['version']}" for p in periods]
+
+
+def test_a_retrain_that_passes_the_gate_waits_for_another_admins_approval(backend):
+    name = backend.get("/api/v1/models").json()["name"]
+    app = open_page("retrain", ADMIN)
+    button(app, "Retrain now").click().run()
+    job = backend.wait_job(app.session_state["retrain_job_id"])
+    assert job["status"] == "succeeded" and job["result"]["awaiting_approval"], job["log_tail"]
+    version = str(job["result"]["model_version"])
+    app.run()
+    assert any(f"Version {version} passed the gate and waits for an admin's approval" in i.value
+               for i in app.main.info)
+    waiting = backend.get("/api/v1/approvals", params={"status": "pending"}).json()["items"]
+    assert [(w["version"], w["requested_by"]) for w in waiting] == [(version, ADMIN)]
+    gate = waiting[0]["comparison"]
+    champion = f"v{gate['champion_version']} (champion), test PR AUC"
+    assert metric(app, f"v{version} (challenger), test PR AUC") == f"{gate['challenger_score']:.4f}"
+    assert metric(app, champion) == f"{gate['champion_score']:.4f}"
+
+    app.text_input(key=f"approval_comment_{version}").set_value("my own retrain, looks fine").run()
+    button(app, f"Approve v{version}").click().run()  # the four-eyes rule
+    assert errors(app) == ["You started the retrain that made this version: another admin must decide."]
+    viewer = open_page("models", VIEWER)
+    assert not [label for label in labels(viewer) if label.endswith(f"v{version}")]
+    assert any("An admin approves or rejects it" in c.value for c in viewer.caption)
+
+    other = open_page("models", SECOND_ADMIN)
+    button(other, f"Reject v{version}").click().run()
+    assert errors(other) == ["Write a comment first: it is kept with the decision."]
+    other.text_input(key=f"approval_comment_{version}").set_value("no better than the champion").run()
+    button(other, f"Reject v{version}").click().run()
+    assert not other.exception and notices(other) == [f"Rejected: version {version} stays a challenger."]
+    decided = backend.get("/api/v1/approvals", params={"status": "rejected"}).json()["items"]
+    assert [(d["version"], d["decided_by"], d["comment"]) for d in decided] == [
+        (version, SECOND_ADMIN, "no better than the champion")]
+    assert str(registry.champion(name).version) == "1"
+
+
+# -- admin: users, tokens, audit -------------------------------------------------------------------
+
+def user_to_change(app: AppTest, username: str) -> AppTest:
+    chooser = app.selectbox(key="user_to_change")
+    return chooser.set_value(next(o for o in chooser.options if o.startswith(f"{username} "))).run()
+
+
+def test_users_lists_adds_and_changes_accounts(backend):
+    app = open_page("users")
+    listed = table_with(app, "display name")
+    assert set(listed["username"]) == {u["username"] for u in backend.get("/api/v1/users").json()["items"]}
+    app.text_input(key="new_user_0_name").set_value("rita")
+    app.text_input(key="new_user_0_display_name").set_value("Rita Ops")
+    app.selectbox(key="new_user_0_role").set_value("viewer")
+    app.text_input(key="new_user_password_0").set_value("too short")
+    button(app, "Add user").click().run()
+    assert errors(app) and "password" in errors(app)[0], errors(app)  # the API's reason, one line
+    assert app.text_input(key="new_user_password_1").value == "" and "too short" not in kept_values(app)
+    assert app.text_input(key="new_user_0_name").value == "rita"  # kept: only the password is typed again
+    app.text_input(key="new_user_password_1").set_value(PASSWORD)
+    button(app, "Add user").click().run()
+    assert notices(app) == ["Added person `rita` with role viewer."] and PASSWORD not in kept_values(app)
+    assert app.text_input(key="new_user_1_name").value == ""
+    rita = next(u for u in backend.get("/api/v1/users").json()["items"] if u["username"] == "rita")
+    assert (rita["display_name"], rita["role"], rita["kind"], rita["disabled"]) == (
+        "Rita Ops", "viewer", "person", False)
+
+    before = sign_in(backend, "rita")
+    user_to_change(app, "rita").selectbox(key="role_of_rita").set_value("engineer").run()
+    button(app, "Change role").click().run()
+    assert notices(app) == ["`rita` now has role engineer; their sessions were ended."]
+    assert me(backend, before).status_code == 401
+    assert me(backend, sign_in(backend, "rita")).json()["role"] == "engineer"
+    button(user_to_change(app, "rita"), "Disable rita").click().run()
+    assert "is disabled" in notices(app)[0]
+    refused = requests.post(f"{backend.url}/api/v1/auth/login",
+                            json={"username": "rita", "password": PASSWORD}, timeout=30)
+    assert refused.status_code == 403
+    button(user_to_change(app, "rita"), "Enable rita").click().run()
+    assert notices(app) == ["`rita` can sign in again."]
+    password = next(t for t in user_to_change(app, "rita").text_input if t.label == "New password")
+    password.set_value("a brand new password").run()
+    button(app, "Set new password").click().run()
+    assert notices(app) == ["New password set for `rita`; their sessions were ended."]
+    assert "a brand new password" not in kept_values(app)
+    assert me(backend, sign_in(backend, "rita", "a brand new password")).json()["username"] == "rita"
+    assert button(user_to_change(app, ADMIN), f"Disable {ADMIN}").proto.disabled  # not oneself
+
+
+def test_a_service_account_gets_a_token_shown_once_then_revoked(backend):
+    app = open_page("users")
+    app.segmented_control(key="new_user_kind").set_value("service").run()
+    assert "Password" not in [t.label for t in app.text_input]
+    app.text_input(key="new_user_0_name").set_value("batch.bot")
+    app.selectbox(key="new_user_0_role").set_value("operator")
+    button(app, "Add user").click().run()
+    assert notices(app) == ["Added service `batch.bot` with role operator."]
+
+    app = open_page("tokens")
+    owner = app.selectbox(key="token_owner")
+    owner.set_value(next(o for o in owner.options if o.startswith("batch.bot "))).run()
+    assert app.selectbox(key="token_role_batch.bot").options == ["viewer", "operator"]  # up to the owner's
+    app.text_input(key="token_name").set_value("nightly scoring")
+    app.number_input(key="token_days").set_value(30)
+    button(app, "Create token").click().run()
+    assert not app.exception and errors(app) == []
+    secret = app.code[0].value
+    assert secret.startswith("oct_") and "shown this once" in notices(app)[0]
+    assert secret not in kept_values(app)
+    acting = me(backend, secret).json()
+    assert (acting["username"], acting["role"], acting["auth"]) == ("batch.bot", "operator", "token")
+    listed = table_with(app, "prefix").set_index("name").loc["nightly scoring"]
+    assert (listed["owner"], listed["role"], listed["state"]) == ("batch.bot", "operator", "active")
+    assert secret.startswith(listed["prefix"].removesuffix("…"))
+    app.run()
+    assert not app.code  # shown once: not on the next run
+
+    chooser = app.selectbox(key="token_to_revoke_choice")
+    chooser.set_value(next(o for o in chooser.options if o.startswith("nightly scoring"))).run()
+    button(app, "Revoke…").click().run()
+    assert any("Revoke **nightly scoring" in w.value for w in app.warning)
+    button(app, "Yes, revoke it").click().run()
+    assert notices(app) == [f"Revoked {chooser.value}."]
+    assert me(backend, secret).status_code == 401
+    assert table_with(app, "prefix").set_index("name").loc["nightly scoring", "state"] == "revoked"
+
+
+def test_the_audit_trail_is_filtered_paged_downloaded_and_verified(backend):
+    app = open_page("audit")
+    total = backend.get("/api/v1/audit", params={"limit": 1}).json()["total"]
+    assert notices(app)[0].startswith("Audit chain intact: all") and errors(app) == []
+    shown = table_with(app, "action")
+    assert len(shown) == min(audit_trail.PAGE_SIZE, total) and shown["seq"].is_monotonic_decreasing
+    assert f"of {total}, newest first" in " ".join(c.value for c in app.caption)
+
+    app.number_input(key="audit_page").set_value(2).run()
+    second = table_with(app, "action")
+    assert second["seq"].iloc[0] < shown["seq"].iloc[-1]  # older, no overlap
+    app.number_input(key="audit_page").set_value(1)
+    app.text_input(key="audit_actor").set_value(SECOND_ADMIN).run()
+    mine = table_with(app, "action")
+    assert set(mine["actor"]) == {SECOND_ADMIN} and {"auth.login", "approvals.reject"} <= set(mine["action"])
+    app.selectbox(key="audit_action").set_value("approvals.reject").run()
+    rejected = table_with(app, "action")
+    assert len(rejected) == 1 and rejected["target"][0].startswith("model:")
+    app.text_input(key="audit_actor").set_value("")
+    app.selectbox(key="audit_action").set_value(None)
+    app.text_input(key="audit_target").set_value("user:rita").run()
+    assert set(table_with(app, "action")["target"]) == {"user:rita"}
+
+    filters = {"actor": OPERATOR, "action": "auth.login", "target": None, "since": None, "until": None}
+    as_admin = ApiClient(backend.url, SESSIONS[ADMIN])
+    downloaded = pd.read_csv(io.BytesIO(audit_trail.csv_of(as_admin, filters)()))
+    every = backend.get("/api/v1/audit", params={"actor": OPERATOR, "action": "auth.login",
+                                                 "limit": 1000}).json()
+    assert downloaded["seq"].tolist() == [e["seq"] for e in every["items"]]
+    assert len(downloaded) == every["total"]
+    assert set(downloaded["outcome"]) >= {"ok", "denied"}  # its wrong password earlier, then its sign-ins
 
 
 # -- monitoring: drift, emissions, service -----------------------------------------------------

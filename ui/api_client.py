@@ -1,9 +1,10 @@
-"""The console's only way to the control API: HTTP with a bearer token, a timeout on every call.
+"""The console's only way to the control API: HTTP with a timeout on every call, as the signed-in user.
 
-Settings come from the environment: `OPCON_API_URL` (default http://127.0.0.1:8000), the token from
-`OPCON_API_TOKEN` or the file `$OPCON_HOME/api_token` that the API writes (OPCON_HOME defaults to
-`.opcon/` in the checkout). Failures are typed: `ApiUnavailableError` when nothing answers in time,
-`ApiRejectedError` for a 4xx with the API's error body, `ApiFailedError` for a 5xx.
+The address comes from `OPCON_API_URL` (default http://127.0.0.1:8000). The client carries the session
+token that `login()` returned (`Authorization: Bearer ocs_...`), never a server-side token: the API
+decides what each user may do. Failures are typed: `ApiUnavailableError` when nothing answers in time,
+`ApiRejectedError` for a 4xx with the API's error body (`ApiUnauthorizedError` for 401: no or an
+ended session; `ApiForbiddenError` for 403: the role lacks the permission), `ApiFailedError` for a 5xx.
 """
 
 from __future__ import annotations
@@ -11,12 +12,10 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-from pathlib import Path
 
 import requests
 
 DEFAULT_URL = "http://127.0.0.1:8000"
-REPO = Path(__file__).resolve().parents[1]
 QUICK = (3.05, 15)  # (connect, read) seconds: lookups and single predictions
 SLOW = (3.05, 600)  # uploads: a large CSV takes a while to score or validate
 
@@ -44,26 +43,24 @@ class ApiRejectedError(ApiError):
     """4xx: the request was refused; `details` name the fields."""
 
 
+class ApiUnauthorizedError(ApiRejectedError):
+    """401: no credentials, wrong ones, or a session that ended (expired, signed out, revoked)."""
+
+
+class ApiForbiddenError(ApiRejectedError):
+    """403: the caller is known but its role lacks `permission` (or the action is refused to it)."""
+
+    @property
+    def permission(self) -> str | None:
+        return self.body.get("permission")
+
+
 class ApiFailedError(ApiError):
     """5xx: the API answered with an error of its own."""
 
 
-def state_dir() -> Path:
-    return Path(os.environ.get("OPCON_HOME") or REPO / ".opcon")
-
-
 def api_url() -> str:
     return (os.environ.get("OPCON_API_URL") or DEFAULT_URL).rstrip("/")
-
-
-def api_token() -> str | None:
-    if token := os.environ.get("OPCON_API_TOKEN"):
-        return token
-    path = state_dir() / "api_token"
-    try:
-        return path.read_text().strip() or None
-    except OSError:
-        return None
 
 
 def _problems(details) -> list[Problem]:
@@ -79,6 +76,9 @@ def _file_name(response: requests.Response, default: str) -> str:
     return match.group(1) if match else default
 
 
+ERRORS = {401: ApiUnauthorizedError, 403: ApiForbiddenError}
+
+
 @dataclasses.dataclass
 class ScoredFile:
     content: bytes
@@ -89,8 +89,9 @@ class ScoredFile:
 
 class ApiClient:
     def __init__(self, base_url: str | None = None, token: str | None = None):
+        """`token`: the signed-in user's session token; None for signing in (and /ready, /metrics)."""
         self.base_url = base_url or api_url()
-        self.token = token if token is not None else api_token()
+        self.token = token
         self.session = requests.Session()
         if self.token:
             self.session.headers["Authorization"] = f"Bearer {self.token}"
@@ -112,10 +113,8 @@ class ApiClient:
             body = {}
         body = body if isinstance(body, dict) else {}
         message = str(body.get("error") or f"HTTP {response.status_code}")
-        if response.status_code == 401 and not self.token:
-            message = ("no API token: set OPCON_API_TOKEN, or start the API (make run), which writes "
-                       f"{state_dir() / 'api_token'}")
-        kind = ApiRejectedError if response.status_code < 500 else ApiFailedError
+        default = ApiRejectedError if response.status_code < 500 else ApiFailedError
+        kind = ERRORS.get(response.status_code, default)
         raise kind(message, response.status_code, _problems(body.get("details")), body)
 
     def _json(self, method: str, path: str, **kwargs):
@@ -131,6 +130,20 @@ class ApiClient:
             if error.status == 503 and error.body.get("reasons") is not None:
                 return error.body
             raise
+
+    # -- signing in ----------------------------------------------------------------------------
+
+    def login(self, username: str, password: str) -> dict:
+        """{"token", "expires_at", "user", "permissions"}; 401 wrong username or password, 403 a
+        disabled account, 429 too many failures (`retry_after` seconds in the body)."""
+        return self._json("POST", "/api/v1/auth/login", json={"username": username, "password": password})
+
+    def logout(self) -> dict:
+        return self._json("POST", "/api/v1/auth/logout")
+
+    def me(self) -> dict:
+        """Who the token belongs to: username, display_name, role, kind, auth, permissions, expires_at."""
+        return self._json("GET", "/api/v1/me")
 
     # -- predictions ---------------------------------------------------------------------------
 
@@ -166,6 +179,21 @@ class ApiClient:
 
     def rollback(self) -> dict:
         return self._json("POST", "/api/v1/models/rollback", timeout=(3.05, 90))
+
+    def champion_history(self) -> dict:
+        """{"name", "periods": [{"version", "from", "to" (None: still serving), "moved_by", "reason",
+        "job_id"}]}, oldest first."""
+        return self._json("GET", "/api/v1/models/champion/history")
+
+    def approvals(self, status: str | None = "pending") -> list[dict]:
+        return self._json("GET", "/api/v1/approvals", params={"status": status} if status else {})["items"]
+
+    def approve(self, version: str | int, comment: str) -> dict:
+        return self._json("POST", f"/api/v1/models/{version}/approve", json={"comment": comment},
+                          timeout=(3.05, 90))
+
+    def reject(self, version: str | int, comment: str) -> dict:
+        return self._json("POST", f"/api/v1/models/{version}/reject", json={"comment": comment})
 
     # -- data ----------------------------------------------------------------------------------
 
@@ -242,3 +270,40 @@ class ApiClient:
     def metrics_text(self) -> str:
         """The API's Prometheus exposition (GET /metrics, no token needed)."""
         return self._send("GET", "/metrics").text
+
+    # -- users, tokens, audit (admin) ----------------------------------------------------------
+
+    def users(self) -> list[dict]:
+        return self._json("GET", "/api/v1/users")["items"]
+
+    def create_user(self, username: str, role: str, display_name: str | None = None,
+                    password: str | None = None, kind: str = "person") -> dict:
+        body = {"username": username, "role": role, "kind": kind, "display_name": display_name,
+                "password": password}
+        return self._json("POST", "/api/v1/users", json={k: v for k, v in body.items() if v is not None})
+
+    def change_user(self, username: str, **changes) -> dict:
+        """Any of display_name, role, disabled, password; a role change, disabling or a new password
+        ends that user's sessions."""
+        return self._json("PATCH", f"/api/v1/users/{username}", json=changes)
+
+    def tokens(self, owner: str | None = None) -> list[dict]:
+        return self._json("GET", "/api/v1/tokens", params={"owner": owner} if owner else {})["items"]
+
+    def create_token(self, owner: str, name: str, role: str, expires_days: int) -> dict:
+        """The token's record plus `token`, the secret itself: the only time the API returns it."""
+        return self._json("POST", "/api/v1/tokens", json={"owner": owner, "name": name, "role": role,
+                                                          "expires_days": expires_days})
+
+    def revoke_token(self, token_id: str) -> dict:
+        return self._json("DELETE", f"/api/v1/tokens/{token_id}")
+
+    def audit(self, limit: int = 100, offset: int = 0, **filters) -> dict:
+        """{"items", "total", "limit", "offset"}, newest first; filters: actor, action, target (contains),
+        since, until (ISO 8601)."""
+        query = {k: v for k, v in filters.items() if v not in (None, "")}
+        return self._json("GET", "/api/v1/audit", params={**query, "limit": limit, "offset": offset})
+
+    def audit_verify(self) -> dict:
+        """{"intact", "rows", "first_broken", "problem"}: the trail's hash chain checked end to end."""
+        return self._json("GET", "/api/v1/audit/verify", timeout=(3.05, 60))

@@ -83,6 +83,8 @@ def blueprint(services) -> SecuredBlueprint:
             registry.promote(name, str(path.version), reason, by=g.identity.name)
         except RegistryError as error:
             raise APIError(404, str(error), [{"field": "version", "problem": "no such version"}]) from None
+        registry.client().set_model_version_tag(name, str(path.version), "promotion.outcome",
+                                                "promoted (approved)")
         champion_history.record_move(
             services.audit, name, str(path.version), None if previous is None else previous.version,
             by=g.identity.name, role=g.identity.role, reason=reason, request_id=g.request_id,

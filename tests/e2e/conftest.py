@@ -1,4 +1,8 @@
-"""One real back end, one `streamlit run` and one Chromium page for the browser tests of a module."""
+"""One real back end, one `streamlit run` and one Chromium page for the browser tests of a module.
+
+The back end asks for an admin's approval before a challenger that passes the gate replaces the
+champion (`registry.require_approval`); with `min_improvement: 0` a retrain on the same data passes.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,8 @@ from playwright.sync_api import sync_playwright
 
 from ml.config import REPO_ROOT
 from tests.e2e.servers import CHROMIUM, VIEWPORT, Forwarder, chromium, start_backend, start_streamlit
+
+APPROVAL = {"registry": {"require_approval": True}, "evaluate": {"min_improvement": 0.0}}
 
 
 def pytest_configure(config):
@@ -25,7 +31,7 @@ def screenshot_dir() -> Path:
 
 @pytest.fixture(scope="module")
 def backend(module_state):
-    services = start_backend(module_state)
+    services = start_backend(module_state, params_changes=APPROVAL)
     yield services
     services.stop()
 

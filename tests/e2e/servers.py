@@ -21,18 +21,19 @@ import requests
 
 from ml.config import REPO_ROOT
 from tests.conftest import build_project
-from tests.live import TOKEN, Services, free_port
+from tests.live import Services, free_port
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]
 VIEWPORT = {"width": 1280, "height": 800}
+PASSWORD = "a long test password"  # the API wants at least 12 characters
 
 
-def start_backend(root: Path, rows: int = 2000) -> Services:
+def start_backend(root: Path, rows: int = 2000, params_changes: dict | None = None) -> Services:
     """A trained champion behind a ready API and a job worker. OPCON_HOME must point under `root`.
     No scheduled drift report: a test's own would otherwise race it (409, or another window)."""
-    project = build_project(root, rows=rows)
+    project = build_project(root, params_changes, rows=rows)
     project.dvc("repro")
     project.git_commit("first model")
     services = Services(project.path, project.state, {"OPCON_DRIFT_INTERVAL_MINUTES": "0"})
@@ -49,9 +50,26 @@ def start_backend(root: Path, rows: int = 2000) -> Services:
 
 def console_env(services: Services, api_url: str | None = None,
                 mlflow_ui: str = "http://127.0.0.1:5000") -> dict[str, str]:
-    """What the console reads: the API's address and token, the MLflow UI for links."""
-    return {"OPCON_API_URL": api_url or services.url, "OPCON_API_TOKEN": TOKEN,
-            "OPCON_HOME": str(services.project.state), "OPCON_MLFLOW_UI_URL": mlflow_ui}
+    """What the console reads: the API's address and the MLflow UI for links. No token: the console
+    calls the API as whoever signs in."""
+    return {"OPCON_API_URL": api_url or services.url, "OPCON_MLFLOW_UI_URL": mlflow_ui}
+
+
+def add_user(services: Services, username: str, role: str, password: str = PASSWORD,
+             display_name: str | None = None) -> dict:
+    """A person account, made with the service token (role admin)."""
+    answer = services.post("/api/v1/users", json={"username": username, "role": role, "password": password,
+                                                  "display_name": display_name or username.title()})
+    assert answer.status_code == 201, answer.text
+    return answer.json()
+
+
+def sign_in(services: Services, username: str, password: str = PASSWORD) -> str:
+    """POST /auth/login: the session token, as the console's sign-in gets it."""
+    answer = requests.post(f"{services.url}/api/v1/auth/login",
+                           json={"username": username, "password": password}, timeout=30)
+    assert answer.status_code == 200, answer.text
+    return answer.json()["token"]
 
 
 class Console:
@@ -61,7 +79,8 @@ class Console:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = services.logs / "streamlit.log"
-        self.env = {**os.environ, **console_env(services, api_url)}
+        self.env = {k: v for k, v in os.environ.items() if k != "OPCON_API_TOKEN"}
+        self.env.update(console_env(services, api_url))
         self.process: subprocess.Popen | None = None
 
     def start(self, timeout: float = 60) -> Console:

@@ -1,10 +1,13 @@
 """The console in Debian's Chromium (Playwright), against `streamlit run` and a real API + job worker.
 
-One browser session, in file order: predict (and a refused out-of-range value), a batch scored and
-downloaded, a retrain followed to its end and its version promoted, a drift report run from its page
-on drifted predictions, the service page refreshing itself, then every page opened. Each
-page's screenshot goes to tests/artifacts/screenshots (docs/screenshots with
-OPCON_UPDATE_SCREENSHOTS=1). Feature names come from GET /schema.
+One browser tab, in file order: the sign-in page first (a wrong password is one line); an operator
+signs in, predicts (and is refused an out-of-range value), scores a batch, finds no Retrain, data upload
+or Admin page and is refused Retrain by its URL; an admin adds an engineer on the Users page; the
+engineer retrains, followed to a version that waits for approval; the admin approves it; a drift
+report runs from its page on drifted predictions; the service page refreshes itself; every page opens;
+the audit trail names who did all of it; a reload keeps the session; the API goes away and comes back;
+signing out returns to the sign-in page. Each page's screenshot goes to tests/artifacts/screenshots
+(docs/screenshots with OPCON_UPDATE_SCREENSHOTS=1). Feature names come from GET /schema.
 """
 
 from __future__ import annotations
@@ -18,20 +21,67 @@ from playwright.sync_api import Page, expect
 from ml import generate as generator
 from ml.generate import generate
 from monitoring.prediction_log import PredictionLog
+from tests.e2e.servers import PASSWORD, add_user
 from ui.components.forms import label
+from ui.components.session_cookie import NAME as COOKIE
 
 pytestmark = [pytest.mark.browser, pytest.mark.live]
 
 PAGES = {"Predict": "Predict", "Batch": "Batch scoring", "Retrain": "Retrain", "Models": "Models",
-         "Data": "Data", "Drift": "Drift", "Emissions": "Emissions", "Service": "Service", "Jobs": "Jobs"}
+         "Data": "Data", "Drift": "Drift", "Emissions": "Emissions", "Service": "Service", "Jobs": "Jobs",
+         "Users": "Users", "Tokens": "Tokens", "Audit": "Audit"}
+ADMIN, OPERATOR, ENGINEER = "ada", "otto", "emma"
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 RETRAIN_SECONDS = 240
 saved: set[str] = set()  # pages already shown in a richer state by an earlier test
 
 
+@pytest.fixture(scope="module", autouse=True)
+def people(backend):
+    """The admin and the operator, made with the service token; the engineer is made on the Users page."""
+    add_user(backend, ADMIN, "admin", display_name="Ada Admin")
+    add_user(backend, OPERATOR, "operator", display_name="Otto Operator")
+
+
 def go_to(page: Page, nav: str) -> None:
     page.locator('[data-testid="stSidebarNavLink"]', has_text=nav).click()
     expect(page.get_by_role("heading", name=PAGES[nav], level=1)).to_be_visible()
+
+
+def menu(page: Page) -> list[str]:
+    links = page.locator('[data-testid="stSidebarNavLink"]')
+    expect(links.first).to_be_visible()
+    return [text.split()[-1] for text in links.all_inner_texts()]  # after the icon's name
+
+
+def sidebar(page: Page):
+    return page.locator('[data-testid="stSidebar"]')
+
+
+def sign_in_form(page: Page):
+    """The sign-in form (the page signed out of may still be fading out around it)."""
+    expect(page.get_by_role("heading", name="Sign in", level=1)).to_be_visible()
+    return page.locator('[data-testid="stForm"]', has=page.get_by_role("button", name="Sign in"))
+
+
+def sign_in_as(page: Page, username: str, password: str = PASSWORD) -> None:
+    form = sign_in_form(page)
+    form.get_by_role("textbox", name="Username").fill(username)
+    form.get_by_role("textbox", name="Password").fill(password)
+    form.get_by_role("button", name="Sign in").click()
+    expect(sidebar(page).get_by_role("button", name="Sign out")).to_be_visible()
+    expect(sidebar(page).get_by_text(username, exact=True)).to_be_visible()
+
+
+def sign_out(page: Page) -> None:
+    sidebar(page).get_by_role("button", name="Sign out").click()
+    expect(page.get_by_role("heading", name="Sign in", level=1)).to_be_visible()
+    expect(page.get_by_text("You signed out.")).to_be_visible()
+    page.wait_for_function(f"!document.cookie.includes('{COOKIE}=')")  # cleared by the sign-in screen
+
+
+def session_cookie(page: Page) -> dict | None:
+    return next((c for c in page.context.cookies() if c["name"] == COOKIE), None)
 
 
 def assert_no_error_on_screen(page: Page) -> None:
@@ -53,9 +103,34 @@ def logged_rows(backend) -> int:
     return len(PredictionLog(backend.project.state / "predictions").read())
 
 
+def test_the_sign_in_page_comes_first_and_a_wrong_password_is_one_line(page, shots):
+    form = sign_in_form(page)
+    assert page.locator('[data-testid="stSidebarNavLink"]').count() == 0
+    save(page, shots, "sign-in")
+    form.get_by_role("textbox", name="Username").fill(OPERATOR)
+    form.get_by_role("textbox", name="Password").fill("not the password")
+    form.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_text("Wrong username or password.")).to_be_visible()
+    assert page.locator('[data-testid="stAlertContentError"]').count() == 1
+    expect(form.get_by_role("textbox", name="Password")).to_have_value("")
+    assert session_cookie(page) is None
+
+
+def test_an_operator_signs_in_and_the_session_is_kept_in_a_strict_cookie(page):
+    sign_in_as(page, OPERATOR)
+    expect(sidebar(page).get_by_text("Otto Operator")).to_be_visible()
+    expect(sidebar(page).get_by_text("role operator")).to_be_visible()
+    expect(page.get_by_role("heading", name="Predict", level=1)).to_be_visible()
+    page.wait_for_function(f"document.cookie.includes('{COOKIE}=ocs_')")  # set by the sidebar's last element
+    cookie = session_cookie(page)
+    assert cookie is not None and cookie["value"].startswith("ocs_"), page.context.cookies()
+    assert (cookie["sameSite"], cookie["path"], cookie["secure"]) == ("Strict", "/", False)  # http here
+    assert cookie["expires"] > 0  # until the session's end, not the browser's
+
+
 def test_predict_refuses_an_out_of_range_value_then_answers(page, backend, shots):
     schema = backend.get("/api/v1/schema").json()
-    expect(page.get_by_role("heading", name="Predict", level=1)).to_be_visible()
+    go_to(page, "Predict")
     bounded = [f for f in schema["features"] if f["type"] == "number" and f.get("max") is not None]
     field = page.get_by_role("spinbutton", name=label(bounded[0]), exact=True)
     before = logged_rows(backend)
@@ -103,7 +178,39 @@ def test_a_csv_is_scored_and_downloaded(page, backend, shots, tmp_path):
     save(page, shots, "batch")
 
 
-def test_a_retrain_is_followed_to_its_new_version_which_is_then_promoted(page, backend, shots):
+def test_an_operator_finds_no_retrain_data_upload_or_admin_page_and_is_refused_one_by_its_url(page, console):
+    assert menu(page) == ["Predict", "Batch", "Models", "Data", "Drift", "Emissions", "Service", "Jobs"]
+    go_to(page, "Data")
+    expect(page.locator('[data-testid="stDataFrame"]')).to_be_visible()  # the versions: the page is drawn
+    assert page.get_by_role("heading", name="Add a labelled batch").count() == 0
+    assert page.locator('[data-testid="stFileUploader"]').count() == 0
+    page.goto(f"{console.url}/retrain")  # a new page load: signed in again from the cookie
+    expect(page.get_by_text("Your role (operator) may not use Retrain: it needs jobs:start.")).to_be_visible()
+    assert page.get_by_role("button", name="Retrain now").count() == 0
+    expect(sidebar(page).get_by_text("Otto Operator")).to_be_visible()
+    sign_out(page)
+    assert session_cookie(page) is None
+
+
+def test_an_admin_adds_an_engineer_on_the_users_page(page, backend):
+    sign_in_as(page, ADMIN)
+    assert menu(page)[-3:] == ["Users", "Tokens", "Audit"]
+    go_to(page, "Users")
+    form = page.locator('[data-testid="stForm"]')
+    form.get_by_role("textbox", name="Username").fill(ENGINEER)
+    form.get_by_role("textbox", name="Display name").fill("Emma Engineer")
+    form.get_by_role("combobox", name="Role").click()
+    page.get_by_role("option", name="engineer").click()
+    form.get_by_role("textbox", name="Password").fill(PASSWORD)
+    form.get_by_role("button", name="Add user").click()
+    expect(page.get_by_text(f"Added person {ENGINEER} with role engineer.")).to_be_visible()
+    made = next(u for u in backend.get("/api/v1/users").json()["items"] if u["username"] == ENGINEER)
+    assert (made["role"], made["display_name"]) == ("engineer", "Emma Engineer")
+    sign_out(page)
+
+
+def test_the_engineer_retrains_to_a_version_that_waits_for_approval(page, backend, shots):
+    sign_in_as(page, ENGINEER)
     go_to(page, "Retrain")
     page.get_by_role("button", name="Retrain now").click()
     expect(page.get_by_text(re.compile(r"retrain job .* is (queued|running)"))).to_be_visible()
@@ -111,20 +218,35 @@ def test_a_retrain_is_followed_to_its_new_version_which_is_then_promoted(page, b
     save(page, shots, "retrain-running")
     go_to(page, "Jobs")  # leave the page and come back: it still shows the job
     go_to(page, "Retrain")
-    outcome = page.get_by_text(re.compile(r"Version 2 was (promoted|registered as challenger)"))
-    expect(outcome).to_be_visible(timeout=RETRAIN_SECONDS * 1000)
-    # the same data and seed give the same scores: the gate keeps the champion
-    expect(page.get_by_text("Version 2 was registered as challenger; the champion stays v1.")).to_be_visible()
+    waiting = page.get_by_text("Version 2 passed the gate and waits for an admin's approval; until then the "
+                               "champion stays v1.")
+    expect(waiting).to_be_visible(timeout=RETRAIN_SECONDS * 1000)
     expect(page.get_by_text("CO₂ cost of training")).to_be_visible()
+    expect(page.get_by_text("v2 waits for approval")).to_be_visible()
+    expect(metric_value(page, "v2 (challenger), test PR AUC")).to_have_text(re.compile(r"^0\.\d{4}$"))
+    assert page.get_by_role("button", name="Approve v2").count() == 0  # engineers do not approve
+    assert page.get_by_role("button", name=re.compile("^Promote")).count() == 0
     assert_no_error_on_screen(page)
     save(page, shots, "retrain")
+    assert backend.get("/api/v1/models").json()["champion"] == "1"
+    sign_out(page)
 
-    page.get_by_role("button", name="Promote v2…").click()
-    page.get_by_role("button", name="Yes, do it").click()
-    expect(page.get_by_text("Version 2 is the champion now.")).to_be_visible()
+
+def test_the_admin_approves_it_and_it_becomes_the_champion(page, backend, shots):
+    sign_in_as(page, ADMIN)
+    go_to(page, "Models")
+    comment = page.get_by_role("textbox", name="Comment (kept with the decision)")
+    comment.fill("same data, same scores: fine to serve")
+    comment.press("Enter")
+    page.get_by_role("button", name="Approve v2").click()
+    expect(page.get_by_text("Approved: version 2 is the champion now.")).to_be_visible()
     assert backend.get("/api/v1/models").json()["champion"] == "2"
-    sidebar = page.locator('[data-testid="stSidebar"]')
-    expect(sidebar.get_by_text(re.compile(r"version 2$"))).to_be_visible(timeout=15_000)
+    expect(sidebar(page).get_by_text(re.compile(r"version 2$"))).to_be_visible(timeout=15_000)
+    history = backend.get("/api/v1/models/champion/history").json()["periods"]
+    assert (history[-1]["version"], history[-1]["moved_by"]) == ("2", ADMIN)
+    expect(page.get_by_role("heading", name="Champion history")).to_be_visible()
+    assert_no_error_on_screen(page)
+    save(page, shots, "models")
 
 
 def predict_batch(backend, content: bytes) -> None:
@@ -189,6 +311,34 @@ def test_every_page_opens_without_an_error(page, shots, nav):
         save(page, shots, name)
 
 
+def test_the_audit_page_names_who_did_what(page, shots):
+    go_to(page, "Jobs")  # from another page: what is on screen then is this run's, the download's too
+    go_to(page, "Audit")
+    expect(page.get_by_text(re.compile(r"^Audit chain intact: all \d+ events verified\.$"))).to_be_visible()
+    with page.expect_download() as download:
+        page.get_by_role("button", name=re.compile(r"^Download all \d+ as CSV$")).click()
+    events = pd.read_csv(download.value.path())
+    done = {(e.actor, e.action, e.outcome) for e in events.itertuples()}
+    expected = {(OPERATOR, "auth.login", "denied"), (OPERATOR, "auth.login", "ok"),
+                (OPERATOR, "auth.logout", "ok"), (ADMIN, "users.create_user", "ok"),
+                (ENGINEER, "auth.login", "ok"), (ENGINEER, "jobs.start", "ok"),
+                (ADMIN, "approvals.approve", "ok")}
+    assert expected <= done, done
+    assert events["seq"].is_monotonic_decreasing  # newest first
+    made = events[events["action"] == "users.create_user"]
+    by_target = dict(zip(made["target"], made["actor"], strict=True))
+    assert by_target[f"user:{ENGINEER}"] == ADMIN  # the others were made with the service token
+    assert by_target[f"user:{OPERATOR}"] != ADMIN
+    assert_no_error_on_screen(page)
+    save(page, shots, "audit")
+
+
+def test_a_reload_keeps_the_session(page):
+    page.reload()
+    expect(page.get_by_role("heading", name="Audit", level=1)).to_be_visible()
+    expect(sidebar(page).get_by_text("Ada Admin")).to_be_visible()
+
+
 def test_when_the_api_goes_away_the_page_says_so_and_recovers_by_itself(page, api_link):
     go_to(page, "Models")
     main_errors = page.locator('[data-testid="stMain"] [data-testid="stAlertContentError"]')
@@ -200,3 +350,11 @@ def test_when_the_api_goes_away_the_page_says_so_and_recovers_by_itself(page, ap
     api_link.start()  # nobody touches the page: the sidebar's status check reruns it
     expect(page.get_by_text("Intended use")).to_be_visible(timeout=20_000)
     assert main_errors.count() == 0
+
+
+def test_signing_out_returns_to_the_sign_in_page_and_a_reload_stays_there(page):
+    sign_out(page)
+    assert session_cookie(page) is None
+    page.reload()
+    expect(page.get_by_role("heading", name="Sign in", level=1)).to_be_visible()
+    assert page.locator('[data-testid="stSidebarNavLink"]').count() == 0

@@ -7,6 +7,7 @@ import streamlit as st
 
 from ui.api_client import ApiRejectedError
 from ui.components import formatting
+from ui.components.access import can
 from ui.components.errors import problems_table, show_api_error
 from ui.components.job_progress import follow_job, is_active, remembered_job
 from ui.components.session import api, schema
@@ -70,6 +71,19 @@ def upload_batch() -> None:
             st.rerun()
 
 
+def add_a_batch() -> None:
+    st.subheader("Add a labelled batch")
+    st.caption("Checked against the schema (Great Expectations) on its own and together with the data; "
+               "only then it becomes the next data version.")
+    upload_batch()
+
+
+def pull_from_the_remote() -> None:
+    st.subheader("Pull from the remote")
+    st.caption("Brings the workspace's data to the version its DVC pointer names.")
+    pull_panel()
+
+
 def pull_panel() -> None:
     if st.button("Pull data (dvc pull)", icon=":material/cloud_download:"):
         job, created = api().start_job("data_pull", "pull requested from the console")
@@ -98,13 +112,12 @@ listing = api().datasets()
 if message := st.session_state.pop(UPLOADED, None):
     st.success(message, icon=":material/check_circle:")
 show_versions(listing, current_schema)
-upload_column, pull_column = st.columns([3, 2], gap="large")
-with upload_column:
-    st.subheader("Add a labelled batch")
-    st.caption("Checked against the schema (Great Expectations) on its own and together with the data; "
-               "only then it becomes the next data version.")
-    upload_batch()
-with pull_column:
-    st.subheader("Pull from the remote")
-    st.caption("Brings the workspace's data to the version its DVC pointer names.")
-    pull_panel()
+may_add, may_pull = can("datasets:upload"), can("jobs:start")  # operators and viewers only look
+upload_column, pull_column = (st.columns([3, 2], gap="large") if may_add and may_pull
+                              else (st.container(), st.container()))
+if may_add:
+    with upload_column:
+        add_a_batch()
+if may_pull:
+    with pull_column:
+        pull_from_the_remote()

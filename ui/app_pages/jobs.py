@@ -6,6 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from ui.components import formatting
+from ui.components.access import can
 from ui.components.errors import guarded
 from ui.components.job_progress import STATUS_ICONS, is_active
 from ui.components.session import api, job_kinds
@@ -52,8 +53,9 @@ def job_details(job: dict) -> None:
     if job.get("result"):
         with st.expander("Result"):
             st.json(job["result"])
-    if is_active(job) and st.button("Cancel this job", icon=":material/cancel:",
-                                    help="a queued job stops now, a running one at its next step"):
+    if is_active(job) and can("jobs:cancel") and st.button(
+            "Cancel this job", icon=":material/cancel:",
+            help="a queued job stops now, a running one at its next step"):
         api().cancel_job(job["id"])
         st.rerun()
     full = api().job_log(job["id"])

@@ -1,4 +1,5 @@
-"""Models: the registry's versions with their evidence, metrics over versions, a version's model card."""
+"""Models: versions waiting for approval, the registry's versions with their evidence, metrics over
+versions, a version's model card, and which version was champion when."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ import pandas as pd
 import streamlit as st
 
 from ui.api_client import ApiRejectedError
-from ui.components import charts, formatting
+from ui.components import champion_history, charts, formatting
+from ui.components.approvals import pending_approvals
 from ui.components.promotion import primary_metric, version_label
 from ui.components.session import api, mlflow_ui_url
 
@@ -72,6 +74,20 @@ def card_markdown(api_base: str, run_id: str | None, version: str) -> str:
     return api().model_card(version)
 
 
+def champion_periods() -> None:
+    history = api().champion_history()
+    frame = champion_history.periods_frame(history["periods"])
+    if frame.empty:
+        st.info("No version has been champion yet.", icon=":material/info:")
+        return
+    st.plotly_chart(champion_history.timeline(frame), config={"displayModeBar": False})
+    st.dataframe(frame, hide_index=True, width="stretch", column_config={
+        "from": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm:ss", timezone="UTC"),
+        "to": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm:ss", timezone="UTC",
+                                              help="empty: still the champion"),
+        "reason": st.column_config.TextColumn(width="large")})
+
+
 def model_card(listing: dict, primary: str | None) -> None:
     versions = listing["versions"]
     labels = {version_label(v, primary): v for v in versions}
@@ -102,6 +118,7 @@ if not listing["versions"]:
 primary = primary_metric(listing["versions"])
 st.markdown(f"**{listing['name']}** — champion **v{listing['champion']}**, "
             f"{len(listing['versions'])} version(s)")
+pending_approvals()
 show_registry(listing["versions"], primary)
 chart_column, card_column = st.columns([1, 1], gap="large")
 with chart_column:
@@ -110,3 +127,7 @@ with chart_column:
 with card_column:
     st.subheader("Model card")
     model_card(listing, primary)
+st.subheader("Champion history")
+st.caption("Which version served predictions when, who moved the champion and why (promotions, approvals, "
+           "rollbacks).")
+champion_periods()

@@ -6,6 +6,7 @@ import streamlit as st
 
 from ui.api_client import ApiRejectedError
 from ui.components import charts, forms
+from ui.components.access import can
 from ui.components.errors import guarded, show_api_error
 from ui.components.formatting import class_label, positive_class
 from ui.components.session import api, schema
@@ -93,4 +94,5 @@ with result_column:
                 "threshold, and the model version that gave it.", icon=":material/info:")
     else:
         show_result(result, current_schema)
-        feedback_form(result, current_schema)
+        if can("feedback:write"):
+            feedback_form(result, current_schema)

@@ -6,6 +6,8 @@ import pandas as pd
 import streamlit as st
 
 from ui.components import formatting
+from ui.components.access import can
+from ui.components.approvals import pending_approvals
 from ui.components.job_progress import follow_job, is_active, log_tail, remembered_job, step_tracker
 from ui.components.promotion import promotion_controls
 from ui.components.session import api
@@ -77,6 +79,9 @@ def succeeded(job: dict, listing: dict) -> None:
     challenger = by_version.get(version)
     if result.get("promoted"):
         st.success(f"Version {version} was promoted: it is the new champion.", icon=":material/trophy:")
+    elif result.get("awaiting_approval"):
+        st.info(f"Version {version} passed the gate and waits for an admin's approval; until then the "
+                f"champion stays v{listing['champion']}.", icon=":material/pending_actions:")
     else:
         st.warning(f"Version {version} was registered as challenger; the champion stays "
                    f"v{listing['champion']}.", icon=":material/balance:")
@@ -132,6 +137,9 @@ with st.container(border=True):
     else:
         outcome(job, listing)
 
-st.subheader("Promote or roll back")
-st.caption("Choose the version that serves predictions. Both actions ask for confirmation first.")
-promotion_controls(listing)
+pending_approvals()
+
+if can("models:promote") or can("models:rollback"):
+    st.subheader("Promote or roll back")
+    st.caption("Choose the version that serves predictions. Both actions ask for confirmation first.")
+    promotion_controls(listing)

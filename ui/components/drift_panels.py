@@ -6,6 +6,7 @@ from __future__ import annotations
 import streamlit as st
 
 from ui.components import drift_view, formatting
+from ui.components.access import can
 from ui.components.errors import sentence
 from ui.components.job_progress import follow_job, is_active, remembered_job
 from ui.components.session import api, schema
@@ -39,12 +40,14 @@ def followed_job() -> dict | None:
 
 
 def run_now() -> None:
-    button, window = st.columns([1, 3], vertical_alignment="bottom")
-    rows = window.selectbox("Window", list(WINDOWS), format_func=WINDOWS.get, key="drift_window",
-                            help="the predictions compared with the training data")
-    if button.button("Run drift report now", type="primary", icon=":material/query_stats:",
-                     width="stretch"):
-        start_report(rows)
+    """The button for those who may start jobs; the progress of a report in the making for everyone."""
+    if can("jobs:start"):
+        button, window = st.columns([1, 3], vertical_alignment="bottom")
+        rows = window.selectbox("Window", list(WINDOWS), format_func=WINDOWS.get, key="drift_window",
+                                help="the predictions compared with the training data")
+        if button.button("Run drift report now", type="primary", icon=":material/query_stats:",
+                         width="stretch"):
+            start_report(rows)
     job = followed_job()
     if is_active(job):
         with st.container(border=True):
@@ -103,8 +106,9 @@ def verdict(latest: dict, reports: list[dict]) -> None:
     if lines := drifted_lines(latest, reports):
         st.markdown(lines)
     st.markdown(prediction_line(latest))
-    if drifted:
+    if drifted and can("jobs:start"):
         st.page_link("app_pages/retrain.py", label="Retrain the model", icon=":material/model_training:")
+    if drifted and can("datasets:upload"):
         st.page_link("app_pages/data.py", label="Add recent labelled data before retraining",
                      icon=":material/library_add:")
 

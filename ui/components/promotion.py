@@ -5,6 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from ui.components import formatting
+from ui.components.access import can
 from ui.components.errors import guarded
 from ui.components.session import api
 
@@ -66,20 +67,23 @@ def promotion_controls(listing: dict) -> None:
     if not versions:
         st.info("No model version is registered yet.")
         return
-    primary = primary_metric(versions)
-    by_label = {version_label(v, primary): v["version"] for v in versions}
-    choice, reason = st.columns([3, 2])
-    # keyed by the newest version: after a retrain the new version is the one offered first
-    chosen = choice.selectbox("Version to promote", list(by_label),
-                              key=f"version_to_promote_{versions[0]['version']}")
-    why = reason.text_input("Reason (kept in the registry)", key="promotion_reason",
-                            placeholder="e.g. approved by the shift lead")
+    may_promote = can("models:promote")
+    if may_promote:
+        primary = primary_metric(versions)
+        by_label = {version_label(v, primary): v["version"] for v in versions}
+        choice, reason = st.columns([3, 2])
+        # keyed by the newest version: after a retrain the new version is the one offered first
+        chosen = by_label[choice.selectbox("Version to promote", list(by_label),
+                                           key=f"version_to_promote_{versions[0]['version']}")]
+        why = reason.text_input("Reason (kept in the registry)", key="promotion_reason",
+                                placeholder="e.g. approved by the shift lead")
     promote, rollback = st.columns(2)
-    if promote.button(f"Promote v{by_label[chosen]}…", key="promote", width="stretch",
-                      disabled=by_label[chosen] == champion,
-                      help="already the champion" if by_label[chosen] == champion else None):
-        _ask("promote", by_label[chosen], why)
-    if rollback.button("Roll back to the previous champion…", key="rollback", width="stretch"):
+    if may_promote and promote.button(f"Promote v{chosen}…", key="promote", width="stretch",
+                                      disabled=chosen == champion,
+                                      help="already the champion" if chosen == champion else None):
+        _ask("promote", chosen, why)
+    if can("models:rollback") and rollback.button("Roll back to the previous champion…", key="rollback",
+                                                  width="stretch"):
         _ask("rollback")
     if pending := st.session_state.get(PENDING):
         confirmation(pending, champion)
