@@ -116,6 +116,17 @@ def module_state(tmp_path_factory):
         yield root
 
 
+@contextlib.contextmanager
+def project_for_apps(root: Path, rows: int):
+    """A project for apps built in this process. create_app writes OPCON_HOME and
+    OPCON_PROJECT_DIR into the environment; they are put back when the module is done."""
+    with pytest.MonkeyPatch.context() as patch:
+        built = build_project(root, rows=rows)
+        patch.setenv("OPCON_PROJECT_DIR", str(built.path))
+        patch.setenv("OPCON_HOME", str(built.state))
+        yield built
+
+
 # -- PostgreSQL on the local server (127.0.0.1:5432, trust auth) -----------------------------------
 
 POSTGRES_SERVER = "postgresql+psycopg2://postgres@127.0.0.1:5432"

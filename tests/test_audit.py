@@ -24,7 +24,7 @@ from control_api import create_app, db
 from control_api.audit import GENESIS, AuditLog, event_hash
 from control_api.jobs import runner
 from ml.config import REPO_ROOT
-from tests.conftest import build_project, postgres_database
+from tests.conftest import postgres_database, project_for_apps
 
 SERVICE_TOKEN = f"audit-{secrets.token_hex(12)}"
 EVENT_FIELDS = {"seq", "at", "actor", "role", "action", "target", "request_id", "client", "outcome",
@@ -43,10 +43,7 @@ def password() -> str:
 
 @pytest.fixture(scope="module")
 def project(module_state):
-    with pytest.MonkeyPatch.context() as patch:
-        built = build_project(module_state, rows=300)
-        patch.setenv("OPCON_PROJECT_DIR", str(built.path))  # create_app writes both: put them back
-        patch.setenv("OPCON_HOME", str(built.state))
+    with project_for_apps(module_state, rows=300) as built:
         yield built
 
 

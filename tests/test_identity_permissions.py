@@ -37,7 +37,7 @@ from control_api.identity.store import IdentityStore, digest
 from control_api.jobs import runner
 from ml import registry
 from ml.generate import generate
-from tests.conftest import build_project
+from tests.conftest import project_for_apps
 
 pytestmark = pytest.mark.pipeline
 
@@ -205,11 +205,7 @@ def bearer(token: str | None) -> dict:
 
 @pytest.fixture(scope="module")
 def world(module_state):
-    with pytest.MonkeyPatch.context() as patch:
-        project = build_project(module_state, rows=600)
-        # create_app writes OPCON_HOME and OPCON_PROJECT_DIR into the environment: put them back
-        patch.setenv("OPCON_PROJECT_DIR", str(project.path))
-        patch.setenv("OPCON_HOME", str(project.state))
+    with project_for_apps(module_state, rows=600) as project:
         yield build_world(project)
 
 

@@ -28,7 +28,7 @@ import sqlalchemy as sa
 from control_api import create_app, db
 from control_api.identity import permissions
 from ml.config import REPO_ROOT
-from tests.conftest import build_project
+from tests.conftest import project_for_apps
 
 SERVICE_TOKEN = f"sessions-{secrets.token_hex(12)}"
 REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -41,11 +41,7 @@ def new_password() -> str:
 
 @pytest.fixture(scope="module")
 def project(module_state):
-    with pytest.MonkeyPatch.context() as patch:
-        built = build_project(module_state, rows=300)
-        # create_app writes OPCON_HOME and OPCON_PROJECT_DIR into the environment: put them back
-        patch.setenv("OPCON_PROJECT_DIR", str(built.path))
-        patch.setenv("OPCON_HOME", str(built.state))
+    with project_for_apps(module_state, rows=300) as built:
         yield built
 
 
