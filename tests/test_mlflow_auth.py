@@ -35,7 +35,9 @@ LOGIN_VARIABLES = (mlflow_auth.ADMIN_PASSWORD_VARIABLE, mlflow_auth.VIEWER_PASSW
 
 
 def clean_env(**values: str) -> dict[str, str]:
-    env = {key: value for key, value in os.environ.items() if key not in LOGIN_VARIABLES}
+    # MLflow's set_tracking_uri/set_registry_uri export what an earlier test in this process set
+    inherited = (*LOGIN_VARIABLES, "MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+    env = {key: value for key, value in os.environ.items() if key not in inherited}
     return {**env, "PATH": f"{BIN}{os.pathsep}{env.get('PATH', '')}", **values}
 
 
