@@ -370,7 +370,8 @@ def bench_batches_in_process(model_name: str, schema, frames: dict, repeats: int
 # Indented parts are inside the part above them; "other" lines are what the listed parts leave.
 PREDICT_PARTS = (
     ("WSGI app (what gunicorn calls)", [("flask/app.py", "wsgi_app")]),
-    ("  auth: bearer token", [("control_api/auth.py", "require_token")]),
+    ("  auth: bearer token, permission, audit hooks", [("control_api/identity/routing.py", "authorise"),
+                                                     ("control_api/identity/routing.py", "audit_request")]),
     ("  metrics: prometheus-flask-exporter hooks",
      [("prometheus_flask_exporter/__init__.py", "before_request"),
       ("prometheus_flask_exporter/__init__.py", "after_request"),
@@ -389,7 +390,7 @@ PREDICT_PARTS = (
 PREDICT_OTHER = {  # derived line: parent minus its listed children
     "  other Flask/werkzeug (context, routing, response)": (
         "WSGI app (what gunicorn calls)",
-        ("  auth: bearer token", "  metrics: prometheus-flask-exporter hooks",
+        ("  auth: bearer token, permission, audit hooks", "  metrics: prometheus-flask-exporter hooks",
          "  validation: JSON parse + pydantic", "  view function predict()")),
 }
 BATCH_PARTS = (

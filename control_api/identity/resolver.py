@@ -3,7 +3,8 @@
 Each API process keeps the identities it has looked up. Anything that takes a credential's power
 away (sign-out, revocation, a disabled user, a changed role or password) bumps a shared *epoch*; a
 process that sees a new epoch forgets what it knew, so the change holds on the very next request
-in every worker. The epoch is a small file in the state dir (one host) or a Redis key (REDIS_URL).
+in every worker. The epoch is the size of a file in the state dir, one byte longer per bump (one
+host; a stat() per request), or a Redis counter (REDIS_URL; a GET per request).
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ import hmac
 import os
 import threading
 import time
-import uuid
 from pathlib import Path
 
 from control_api.identity.store import Identity, IdentityStore, now
@@ -22,20 +22,21 @@ TOUCH_SECONDS = 60.0  # an API token's last-used time is written at most this of
 
 
 class FileEpoch:
+    """One byte appended per bump: the file's size never repeats, and reading it is one stat()."""
+
     def __init__(self, path: Path):
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
 
-    def current(self) -> str:
+    def current(self) -> int:
         try:
-            return self.path.read_text()
+            return os.stat(self.path).st_size
         except FileNotFoundError:
-            return ""
+            return 0
 
     def bump(self) -> None:
-        temporary = self.path.with_name(f".{self.path.name}.{uuid.uuid4().hex}")
-        temporary.write_text(uuid.uuid4().hex)
-        os.replace(temporary, self.path)
+        with open(self.path, "ab") as handle:  # O_APPEND: concurrent bumps each add their byte
+            handle.write(b".")
 
 
 class RedisEpoch:
@@ -44,12 +45,11 @@ class RedisEpoch:
 
         self.client, self.key = redis.Redis.from_url(url), key
 
-    def current(self) -> str:
-        value = self.client.get(self.key)
-        return "" if value is None else value.decode()
+    def current(self) -> bytes | None:
+        return self.client.get(self.key)
 
     def bump(self) -> None:
-        self.client.set(self.key, uuid.uuid4().hex)
+        self.client.incr(self.key)
 
 
 class Resolver:
@@ -59,7 +59,7 @@ class Resolver:
         self._service = Identity("service-token", "Service token (OPCON_API_TOKEN)", service_role,
                                  "service", "service-token")
         self._cache: dict[str, Identity | None] = {}
-        self._seen_epoch: str | None = None
+        self._seen_epoch: object = None
         self._touched: dict[str, float] = {}
         self._lock = threading.Lock()
 
