@@ -522,6 +522,14 @@ def test_batch_with_a_missing_column_names_it(client, schema):
         assert fields(body) == {name}
 
 
+def test_a_batch_whose_outputs_would_overwrite_a_column_is_refused_and_not_counted(client):
+    frame = generate(20, 47).assign(prediction_label="mine")
+    before = prediction_count(client)
+    body = error_body(client.upload("/api/v1/predict/batch", csv_bytes(frame)), 422)
+    assert fields(body) == {"prediction_label"}
+    assert prediction_count(client) == before
+
+
 def test_batch_with_bad_values_names_the_column_and_rows(client, schema):
     frame = generate(50, 46)
     checked = 0

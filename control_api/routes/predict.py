@@ -101,13 +101,13 @@ def blueprint(services) -> SecuredBlueprint:
         started = time.perf_counter()
         proba, path = served.predict_proba(columns, len(frame))
         outputs = _outputs(served, proba)
-        services.metrics.observe(served.version, path, outputs["label"], time.perf_counter() - started)
-        request_id = str(uuid.uuid4())
         added = {f"prediction_{k}": v for k, v in outputs.items()}
         clashes = sorted(set(added) & set(frame.columns))
-        if clashes:
+        if clashes:  # refused: not counted as scored
             raise invalid([{"field": c, "problem": "the output would overwrite this input column; "
                             "rename it"} for c in clashes])
+        services.metrics.observe(served.version, path, outputs["label"], time.perf_counter() - started)
+        request_id = str(uuid.uuid4())
         scored = frame.assign(**added)
         log.append_frame(request_id, served.version, path,
                          pd.DataFrame({**{n: columns[n] for n in names}, **outputs}))
