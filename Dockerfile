@@ -19,6 +19,7 @@ RUN useradd --create-home --uid 10001 --user-group opcon \
     && chown -R opcon:opcon /srv/opcon /srv/mlflow
 
 WORKDIR /app
+# the runtime pins only: the test and lint tools of requirements-dev.txt stay out of the image
 COPY requirements.txt .
 RUN pip install -r requirements.txt
 

@@ -26,17 +26,21 @@ MLFLOW_AUTH := $(OPCON_HOME)/mlflow/auth
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
 
-$(VENV)/.installed: requirements.txt pyproject.toml
+# the pins (runtime and dev: the tests need both), then this checkout as an editable install of
+# the package `operator-console`, built without its dependencies so that nothing but the pins lands
+$(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	@command -v git >/dev/null || (apt-get update -qq && apt-get install -y -qq git)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || \
 		(apt-get update -qq && apt-get install -y -qq python3-venv && $(PYTHON) -m venv $(VENV))
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -r requirements.txt
-	@# the source tree on the venv's path, as an editable install would do
-	$(PY) -c "import site; open(site.getsitepackages()[0] + '/operator-console.pth', 'w').write('$(CURDIR)\\n')"
+	$(PY) -m pip install -q -r requirements-dev.txt
+	$(PY) -m pip install -q --no-deps --editable .
+	@# the path file that earlier versions of this rule wrote in place of the editable install
+	@rm -f "$$($(PY) -c 'import site; print(site.getsitepackages()[0])')/operator-console.pth"
+	$(PY) -m pip check
 	@touch $@
 
-setup: $(VENV)/.installed ## create .venv and install the pinned dependencies
+setup: $(VENV)/.installed ## create .venv, install the pins and the package (editable)
 
 # Debian packages the tests and benchmarks drive: the browser, Prometheus and promtool, wrk
 SYSTEM_PACKAGES := chromium:/usr/bin/chromium prometheus:/usr/bin/promtool wrk:/usr/bin/wrk
@@ -56,8 +60,8 @@ model: setup ## data, then train and register a first champion if there is none
 
 run: model ## set everything up and start the console (:8501), MLflow UI (:5000), the API (:8000), a job worker
 	@mkdir -p $(LOGS)
-	@$(PY) -c "from control_api.settings import ensure_token, token_path; from ml.config import state_dir; \
-		ensure_token(state_dir()); print('API token      ', token_path(state_dir()), '(or set OPCON_API_TOKEN)')"
+	@$(PY) -c "from control_api.settings import from_env, token_path; settings = from_env(); \
+		print('API token      ', token_path(settings.state_dir), '(or set OPCON_API_TOKEN)')"
 	@$(PY) -m control_api.identity.bootstrap
 	@$(PY) -m ml.mlflow_auth
 	@trap 'kill 0' INT TERM EXIT; \
@@ -68,6 +72,7 @@ run: model ## set everything up and start the console (:8501), MLflow UI (:5000)
 	PROMETHEUS_MULTIPROC_DIR=$(OPCON_HOME)/prometheus $(VENV)/bin/gunicorn -c control_api/gunicorn_conf.py \
 		'control_api:create_app()' > $(LOGS)/api.log 2>&1 & \
 	$(PY) -m control_api.jobs.worker --workers $(JOB_WORKERS) > $(LOGS)/worker.log 2>&1 & \
+	$(PY) -m ml.stage_host > $(LOGS)/stage-host.log 2>&1 & \
 	$(VENV)/bin/streamlit run ui/streamlit_app.py --server.address $(UI_HOST) --server.port $(UI_PORT) \
 		--server.headless true --browser.gatherUsageStats false > $(LOGS)/ui.log 2>&1 & \
 	for i in $$(seq 1 120); do curl -fs -o /dev/null http://$(API_HOST):$(API_PORT)/ready && \
@@ -98,5 +103,5 @@ bench: data system-packages ## benchmarks (figures printed side by side)
 screenshots: data system-packages ## regenerate docs/screenshots with the browser test
 	OPCON_UPDATE_SCREENSHOTS=1 $(PY) -m pytest tests/e2e -q
 
-clean: ## remove the virtualenv and the default state dir
-	rm -rf $(VENV) .opcon
+clean: ## remove the virtualenv, the editable install's metadata and the default state dir
+	rm -rf $(VENV) .opcon operator_console.egg-info

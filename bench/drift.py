@@ -80,7 +80,7 @@ def scenario_rows(name: str, project: Path, params, rows: int, tmp: Path) -> pd.
 
 def outputs(model, threshold, schema, features: pd.DataFrame) -> pd.DataFrame:
     from ml.metrics import predict_labels
-    from ml.train import feature_frame
+    from ml.tables import feature_frame
 
     proba = model.predict_proba(feature_frame(features, schema))
     classes = model.classes_.tolist()

@@ -90,7 +90,7 @@ def build_project(root: Path, rows: int) -> Path:
     """A DVC project like tests/conftest.py build_project: `rows` generated rows, seed 7."""
     from ml import params as params_module
     from ml import workspace
-    from ml.data import ensure_raw_data
+    from ml.raw_data import ensure_raw_data
 
     raw = copy.deepcopy(yaml.safe_load((REPO / "params.yaml").read_text()))
     raw["dataset"]["generator"].update({"rows": rows, "seed": 7})
@@ -349,7 +349,7 @@ def bench_batches_in_process(model_name: str, schema, frames: dict, repeats: int
     import mlflow.sklearn
 
     from ml import tracking
-    from ml.train import feature_frame
+    from ml.tables import feature_frame
 
     tracking.configure()
     model = mlflow.sklearn.load_model(f"models:/{model_name}@champion")

@@ -33,7 +33,6 @@ sys.path.insert(0, str(REPO))
 
 from playwright.sync_api import Page, sync_playwright  # noqa: E402
 
-from tests.conftest import STATE_VARIABLES  # noqa: E402
 from tests.e2e.servers import (  # noqa: E402
     VIEWPORT,
     add_user,
@@ -42,6 +41,7 @@ from tests.e2e.servers import (  # noqa: E402
     start_backend,
     start_streamlit,
 )
+from tests.helpers import STATE_VARIABLES  # noqa: E402
 
 RESULTS = REPO / "bench" / "results" / "ui.json"
 GOAL_PAGE_S = 2.0

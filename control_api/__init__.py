@@ -55,10 +55,11 @@ def create_app(config: dict | None = None):
         users,
     )
     from control_api.services import Services
+    from ml import config as ml_config
 
-    config = dict(config or {})
-    settings = settings_module.from_env(**config)
-    services = Services.build(settings)
+    settings = settings_module.from_env(**dict(config or {}))
+    with ml_config.bound(settings.ml):
+        services = Services.build(settings)
 
     def validation_error(error):
         from flask import jsonify, make_response
@@ -74,6 +75,7 @@ def create_app(config: dict | None = None):
         doc_prefix="/docs", doc_url="/openapi.json",
     )
     app.json = IsoJSONProvider(app)
+    _bind_ml_settings(app, settings.ml)
     app.config.update(MAX_CONTENT_LENGTH=settings.max_upload_bytes, TESTING=settings.testing)
     app.extensions["opcon"] = services
     errors.register(app)
@@ -94,5 +96,23 @@ def create_app(config: dict | None = None):
         return redirect("/docs/swagger")
 
     if not settings.testing:
+        ml_config.use(settings.ml)  # the app runs for real: its process, threads included, is its own
         services.champion.start()
     return app
+
+
+def _bind_ml_settings(app, ml_settings) -> None:
+    """Each request sees this app's ml settings (MLflow store, DVC project), whatever other app
+    the process built (tests build several)."""
+    from flask import g
+
+    from ml import config as ml_config
+
+    @app.before_request
+    def bind_ml_settings():
+        g.ml_settings_token = ml_config.bind(ml_settings)
+
+    @app.teardown_request
+    def unbind_ml_settings(_error):
+        if (token := g.pop("ml_settings_token", None)) is not None:
+            ml_config.unbind(token)

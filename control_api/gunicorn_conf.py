@@ -4,12 +4,27 @@ import os
 import shutil
 from pathlib import Path
 
-bind = f"{os.environ.get('API_HOST', '127.0.0.1')}:{os.environ.get('API_PORT', '8000')}"
-workers = int(os.environ.get("API_WORKERS", "2"))
+from pydantic_settings import SettingsConfigDict
+
+from ml.config import EnvSettings
+
+
+class ServerSettings(EnvSettings):
+    model_config = SettingsConfigDict(env_prefix="API_")
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    workers: int = 2
+    access_log: str | None = None  # gunicorn's access log (a path, or - for stdout), off unless set
+
+
+server = ServerSettings.load()
+bind = f"{server.host}:{server.port}"
+workers = server.workers
 worker_class = "sync"
 timeout = 300  # a 1,000,000-row batch takes a while
 graceful_timeout = 20
-accesslog = os.environ.get("API_ACCESS_LOG") or None
+accesslog = server.access_log
 errorlog = "-"
 loglevel = "info"
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field
 
+from control_api.jobs.kinds import KINDS, STARTABLE, STATUSES
 from ml.schema import Feature as FeatureOut  # the schema's own model describes a feature
 from monitoring.reports import ID_PATTERN
 
@@ -114,48 +115,35 @@ class PromoteOut(BaseModel):
     champion: str
 
 
-JOB_KINDS = Literal["retrain", "data_pull", "validate", "drift_report"]
-JOB_STATUSES = Literal["queued", "running", "succeeded", "failed", "cancelled", "interrupted"]
+JOB_KINDS = Literal[STARTABLE]  # what POST /jobs starts
+ANY_JOB_KIND = Literal[tuple(KINDS)]
+JOB_STATUSES = Literal[STATUSES]
 
 
 class JobKind(BaseModel):
     model_config = ConfigDict(extra="forbid")
     kind: JOB_KINDS
-    params: dict[str, Any] = Field({}, description="only `drift_report` takes params: see DriftWindow")
+    params: dict[str, Any] = Field({}, description="only `drift_report` takes params: see "
+                                                   "GET /jobs/kinds")
     reason: str = Field("requested through the API", max_length=500)
 
 
-class DriftWindow(BaseModel):
-    """The rows of the prediction log a drift report looks at: the last N, or a time range
-    (`until` defaults to when the job runs). Neither: the last OPCON_DRIFT_WINDOW_ROWS rows."""
+class KindOut(BaseModel):
+    kind: str
+    description: str
+    started_by: str = Field(description="the request that starts a job of this kind")
+    params: dict[str, Any] = Field(description="JSON Schema of the params the job takes")
+    steps: list[str] = Field(description="the steps the worker runs, in order")
 
-    model_config = ConfigDict(extra="forbid")
-    last_rows: int | None = Field(None, ge=1, le=100_000_000)
-    since: datetime | None = None
-    until: datetime | None = None
 
-    @field_validator("since", "until")
-    @classmethod
-    def _in_utc(cls, value: datetime | None) -> datetime | None:
-        if value is not None and value.tzinfo is None:
-            return value.replace(tzinfo=UTC)  # a time without an offset is UTC, as everywhere here
-        return value if value is None else value.astimezone(UTC)
+class JobStates(BaseModel):
+    active: list[str] = Field(description="queued or running: the kind's single flight is held")
+    final: list[str]
 
-    @model_validator(mode="after")
-    def _one_form(self) -> DriftWindow:
-        if self.last_rows is not None and (self.since or self.until):
-            raise ValueError("give either `last_rows` or `since` (and `until`), not both")
-        if self.until is not None and self.since is None:
-            raise ValueError("`until` needs `since`")
-        if self.since and self.until and self.since >= self.until:
-            raise ValueError("`since` must be before `until`")
-        return self
 
-    def as_params(self, default_rows: int) -> dict:
-        if self.since is not None:
-            window = {"since": self.since.isoformat()}
-            return window | ({"until": self.until.isoformat()} if self.until else {})
-        return {"last_rows": self.last_rows or default_rows}
+class JobCatalogue(BaseModel):
+    kinds: list[KindOut]
+    states: JobStates
 
 
 class JobOut(BaseModel):
@@ -182,7 +170,7 @@ class JobPath(BaseModel):
 
 class JobQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    kind: JOB_KINDS | None = None
+    kind: ANY_JOB_KIND | None = None
     status: JOB_STATUSES | None = None
     limit: int = Field(20, ge=1, le=200)
     offset: int = Field(0, ge=0, le=MAX_INDEX)

@@ -1,45 +1,40 @@
-"""The API's settings: environment variables, overridable per app (tests build apps on temp dirs)."""
+"""The API's settings: environment variables (pydantic-settings), overridable per app (tests build
+apps on temp dirs). Nothing here writes the environment: the ml side's part of the settings is
+`Settings.ml`, which the app binds to its requests and the job worker passes to what it starts."""
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import secrets
 from pathlib import Path
+from typing import ClassVar
+
+from pydantic import Field, field_validator, model_validator
 
 from control_api.identity.permissions import ROLES
 from ml import config as ml_config
+from ml.config import EnvSettings, MLSettings
 
 
-def _env_float(name: str, default: float) -> float:
-    return float(os.environ.get(name) or default)
+class Settings(EnvSettings):
+    # limits and modes the code (or a test) sets; the environment does not
+    not_from_env: ClassVar[frozenset[str]] = frozenset({
+        "ml", "onnx_max_rows", "max_records", "max_batch_rows", "max_upload_bytes",
+        "job_heartbeat_seconds", "testing"})
 
-
-def _env_int(name: str, default: int) -> int:
-    return int(os.environ.get(name) or default)
-
-
-@dataclasses.dataclass
-class Settings:
-    state_dir: Path
-    project_dir: Path
-    api_token: str
-    database_url: str
+    state_dir: Path = Field(ml_config.DEFAULT_STATE_DIR, validation_alias="OPCON_HOME")
+    project_dir: Path = ml_config.REPO_ROOT
+    api_token: str | None = None  # by default a random one kept in the state dir (from_env)
+    database_url: str | None = None  # by default SQLite in the state dir
     api_token_role: str = "admin"  # what the service token (OPCON_API_TOKEN) may do
     session_hours: float = 12.0
     login_max_failures: int = 5  # failed sign-ins per username within the lock-out window
     login_max_failures_per_address: int = 20  # failed sign-ins per client address
     login_lockout_seconds: int = 300
     ratelimit_storage_uri: str | None = None  # default: Redis at REDIS_URL, else in memory
-    redis_url: str | None = None
+    redis_url: str | None = Field(None, validation_alias="REDIS_URL")
     queue_name: str = "opcon"  # instances sharing one Redis need different names
     model_poll_seconds: float = 2.0
-    # single rows and small batches go through ONNX; above this scikit-learn is faster
-    onnx_max_rows: int = 2_000
-    max_records: int = 10_000
-    max_batch_rows: int = 1_000_000
-    max_upload_bytes: int = 512 * 1024 * 1024
-    job_heartbeat_seconds: float = 5.0
     # drift reports: a scheduled one every interval (0: none); the seconds form overrides the
     # minutes one (tests use a few seconds)
     drift_interval_minutes: float = 60.0
@@ -50,7 +45,35 @@ class Settings:
     drift_html_rows: int = 10_000  # rows of each side the HTML report is drawn from
     reports_keep_html: int = 500  # newest reports that keep their HTML; every summary is kept
     metrics_cache_seconds: float = 5.0
+
+    # single rows and small batches go through ONNX; above this scikit-learn is faster
+    onnx_max_rows: int = 2_000
+    max_records: int = 10_000
+    max_batch_rows: int = 1_000_000
+    max_upload_bytes: int = 512 * 1024 * 1024
+    job_heartbeat_seconds: float = 5.0
     testing: bool = False
+    ml: MLSettings | None = None  # by default the environment's, on this state dir and project
+
+    @field_validator("state_dir", "project_dir")
+    @classmethod
+    def _absolute(cls, path: Path) -> Path:
+        return path.expanduser().resolve()
+
+    @field_validator("api_token_role")
+    @classmethod
+    def _known_role(cls, role: str) -> str:
+        if role not in ROLES:
+            raise ValueError(f"must be one of {', '.join(ROLES)}")
+        return role
+
+    @model_validator(mode="after")
+    def _derived(self) -> Settings:
+        if self.database_url is None:
+            self.database_url = f"sqlite:///{self.state_dir / 'opcon.db'}"
+        if self.ml is None:
+            self.ml = MLSettings.load(state_dir=self.state_dir, project_dir=self.project_dir)
+        return self
 
     @property
     def drift_interval(self) -> float:
@@ -80,9 +103,9 @@ def token_path(state_dir: Path) -> Path:
     return state_dir / "api_token"
 
 
-def ensure_token(state_dir: Path) -> str:
-    """OPCON_API_TOKEN, or a random token kept in a file only the owner can read."""
-    if token := os.environ.get("OPCON_API_TOKEN"):
+def ensure_token(state_dir: Path, token: str | None = None) -> str:
+    """`token` (OPCON_API_TOKEN), or a random token kept in a file only the owner can read."""
+    if token:
         return token
     path = token_path(state_dir)
     if not path.exists():
@@ -94,40 +117,9 @@ def ensure_token(state_dir: Path) -> str:
 
 
 def from_env(**overrides) -> Settings:
-    """Settings from the environment. A `state_dir` or `project_dir` override becomes OPCON_HOME or
-    OPCON_PROJECT_DIR of this process, since the pipeline and registry code read those."""
-    for key, variable in (("state_dir", "OPCON_HOME"), ("project_dir", "OPCON_PROJECT_DIR")):
-        if overrides.get(key):
-            os.environ[variable] = str(overrides[key])
-    state = Path(overrides.pop("state_dir", None) or ml_config.state_dir())
-    state.mkdir(parents=True, exist_ok=True)
-    values = {
-        "state_dir": state,
-        "project_dir": Path(overrides.pop("project_dir", None) or ml_config.project_dir()),
-        "database_url": os.environ.get("OPCON_DATABASE_URL") or f"sqlite:///{state / 'opcon.db'}",
-        "redis_url": os.environ.get("REDIS_URL") or None,
-        "queue_name": os.environ.get("OPCON_QUEUE_NAME") or "opcon",
-        "model_poll_seconds": _env_float("OPCON_MODEL_POLL_SECONDS", 2.0),
-        "drift_interval_minutes": _env_float("OPCON_DRIFT_INTERVAL_MINUTES", 60.0),
-        "drift_interval_seconds": (_env_float("OPCON_DRIFT_INTERVAL_SECONDS", 0.0)
-                                   if os.environ.get("OPCON_DRIFT_INTERVAL_SECONDS") else None),
-        "drift_window_rows": _env_int("OPCON_DRIFT_WINDOW_ROWS", 10_000),
-        "drift_share": _env_float("OPCON_DRIFT_SHARE", 0.5),
-        "drift_retrain_after": _env_int("OPCON_DRIFT_RETRAIN_AFTER", 0),
-        "drift_html_rows": _env_int("OPCON_DRIFT_HTML_ROWS", 10_000),
-        "reports_keep_html": _env_int("OPCON_REPORTS_KEEP_HTML", 500),
-        "metrics_cache_seconds": _env_float("OPCON_METRICS_CACHE_SECONDS", 5.0),
-        "api_token_role": os.environ.get("OPCON_API_TOKEN_ROLE") or "admin",
-        "session_hours": _env_float("OPCON_SESSION_HOURS", 12.0),
-        "login_max_failures": _env_int("OPCON_LOGIN_MAX_FAILURES", 5),
-        "login_max_failures_per_address": _env_int("OPCON_LOGIN_MAX_FAILURES_PER_ADDRESS", 20),
-        "login_lockout_seconds": _env_int("OPCON_LOGIN_LOCKOUT_SECONDS", 300),
-        "ratelimit_storage_uri": os.environ.get("OPCON_RATELIMIT_STORAGE_URI") or None,
-    }
-    values.update(overrides)
-    if "api_token" not in values:
-        values["api_token"] = ensure_token(state)
-    if values["api_token_role"] not in ROLES:
-        raise ValueError(f"OPCON_API_TOKEN_ROLE must be one of {', '.join(ROLES)}, "
-                         f"not `{str(values['api_token_role'])[:20]}`")
-    return Settings(**values)
+    """Settings from the environment, with `overrides` by field name (state_dir, project_dir,
+    api_token, testing, ...). A bad variable raises ml.config.SettingsError naming it."""
+    settings = Settings.load(**overrides)
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    settings.api_token = ensure_token(settings.state_dir, settings.api_token)
+    return settings

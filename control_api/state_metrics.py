@@ -17,6 +17,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from control_api.db import jobs, row_dict
+from control_api.jobs.kinds import ACTIVE
 from ml import emissions, registry
 from monitoring.reports import ReportStore
 
@@ -40,7 +41,7 @@ def _jobs_families(engine: sa.Engine) -> list:
                                     & (jobs.c.finished_at == newest.c.finished))).all()
     for kind, status, count in counts:
         total.add_metric([kind, status], count)
-    queued.add_metric([], sum(c for _, s, c in counts if s in ("queued", "running")))
+    queued.add_metric([], sum(c for _, s, c in counts if s in ACTIVE))
     seen = set()
     for row in latest:
         values = row_dict(row)

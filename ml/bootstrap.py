@@ -14,8 +14,8 @@ import sys
 
 from ml import config, registry
 from ml import params as params_module
-from ml.data import ensure_raw_data
 from ml.errors import PipelineError
+from ml.raw_data import ensure_raw_data
 from ml.versioning import push, repro
 
 

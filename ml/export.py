@@ -24,7 +24,7 @@ import pandas as pd
 import yaml
 
 from ml.schema import Schema
-from ml.train import feature_frame
+from ml.tables import feature_frame
 
 ONNX_OPSET = 18
 # ai.onnx.ml 3 is the first with double tree attributes; 5 deprecates TreeEnsembleClassifier for

@@ -30,6 +30,8 @@ import secrets
 import warnings
 from pathlib import Path
 
+from pydantic import Field, SecretStr
+
 from ml import config
 
 ADMIN, VIEWER, SERVICE = "admin", "viewer", "opcon"
@@ -60,13 +62,24 @@ class Layout:
         return self.home / f"{username}_password"
 
 
-def layout() -> Layout:
-    if auth := os.environ.get(AUTH_DIR_VARIABLE):
-        home = auth_dir = Path(auth).expanduser().resolve()
+class AuthSettings(config.EnvSettings):
+    """The login's settings, from the MLflow server's environment."""
+
+    auth_dir: Path | None = Field(None, validation_alias=AUTH_DIR_VARIABLE)
+    database_uri: str | None = Field(None, validation_alias=DATABASE_VARIABLE)
+    admin_password: SecretStr | None = Field(None, validation_alias=ADMIN_PASSWORD_VARIABLE)
+    viewer_password: SecretStr | None = Field(None, validation_alias=VIEWER_PASSWORD_VARIABLE)
+    service_password: SecretStr | None = Field(None, validation_alias=SERVICE_PASSWORD_VARIABLE)
+
+
+def layout(settings: AuthSettings | None = None) -> Layout:
+    settings = settings or AuthSettings.load()
+    if settings.auth_dir:
+        home = auth_dir = settings.auth_dir.expanduser().resolve()
     else:
         home = config.state_dir() / "mlflow"
         auth_dir = home / "auth"
-    database_uri = os.environ.get(DATABASE_VARIABLE) or f"sqlite:///{auth_dir / 'basic_auth.db'}"
+    database_uri = settings.database_uri or f"sqlite:///{auth_dir / 'basic_auth.db'}"
     return Layout(home, auth_dir, database_uri)
 
 
@@ -186,10 +199,11 @@ def ensure_user(store, username: str, password: str, is_admin: bool) -> None:
         store.update_user(username, is_admin=is_admin)
 
 
-def _login_password(where: Layout, username: str, variable: str) -> tuple[str, str]:
+def _login_password(where: Layout, username: str, variable: str,
+                    given: SecretStr | None) -> tuple[str, str]:
     """(password, where it comes from): the environment variable when set, else the generated file."""
-    if value := os.environ.get(variable):
-        if len(value) < MIN_PASSWORD_LENGTH:
+    if given is not None:
+        if len(value := given.get_secret_value()) < MIN_PASSWORD_LENGTH:
             raise SystemExit(f"{variable}: MLflow needs at least {MIN_PASSWORD_LENGTH} characters")
         return value, f"${variable}"
     path = where.password_file(username)
@@ -213,15 +227,19 @@ def open_store(database_uri: str):
     return store
 
 
-def set_up(where: Layout | None = None) -> dict[str, str]:
+def set_up(where: Layout | None = None, settings: AuthSettings | None = None) -> dict[str, str]:
     """Config, env file and users of the MLflow server; {username: where its password is}."""
-    where = where or layout()
+    settings = settings or AuthSettings.load()
+    where = where or layout(settings)
     private_dir(where.home)
     private_dir(where.auth)
-    logins = {ADMIN: (*_login_password(where, ADMIN, ADMIN_PASSWORD_VARIABLE), True),
-              VIEWER: (*_login_password(where, VIEWER, VIEWER_PASSWORD_VARIABLE), False)}
-    if os.environ.get(SERVICE_PASSWORD_VARIABLE):
-        logins[SERVICE] = (*_login_password(where, SERVICE, SERVICE_PASSWORD_VARIABLE), True)
+    logins = {ADMIN: (*_login_password(where, ADMIN, ADMIN_PASSWORD_VARIABLE,
+                                       settings.admin_password), True),
+              VIEWER: (*_login_password(where, VIEWER, VIEWER_PASSWORD_VARIABLE,
+                                        settings.viewer_password), False)}
+    if settings.service_password is not None:
+        logins[SERVICE] = (*_login_password(where, SERVICE, SERVICE_PASSWORD_VARIABLE,
+                                            settings.service_password), True)
     write_private(where.config_file, config_text(where.database_uri))
     write_private(where.env_file, env_text(where))
     store = open_store(where.database_uri)
@@ -237,8 +255,12 @@ def set_up(where: Layout | None = None) -> dict[str, str]:
 
 
 def main() -> None:
-    where = layout()
-    sources = set_up(where)
+    try:
+        settings = AuthSettings.load()
+    except config.SettingsError as error:
+        raise SystemExit(str(error)) from None
+    where = layout(settings)
+    sources = set_up(where, settings)
     print("MLflow admin   ", f"user `{ADMIN}`, password in {sources[ADMIN]}")
     print("MLflow viewer  ", f"user `{VIEWER}` (read-only), password in {sources[VIEWER]}")
     if SERVICE in sources:

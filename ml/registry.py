@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 from datetime import UTC, datetime
 
 from filelock import FileLock
@@ -18,7 +17,7 @@ from ml import config, tracking
 from ml.errors import RegistryError
 from ml.params import Evaluate
 
-ACTOR_VARIABLE = "OPCON_ACTOR"
+ACTOR_VARIABLE = "OPCON_ACTOR"  # config.MLSettings.actor, set for the processes a job starts
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 HISTORY_TAG = "opcon.champion_history"
@@ -137,7 +136,7 @@ def set_challenger(name: str, version: str) -> None:
 
 def actor() -> str:
     """Who the pipeline acts for: the user whose job runs it (OPCON_ACTOR), else the pipeline."""
-    return os.environ.get(ACTOR_VARIABLE) or "pipeline"
+    return config.current().actor or "pipeline"
 
 
 def promote(name: str, version: str, reason: str = "promoted by hand", by: str | None = None) -> None:

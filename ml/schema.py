@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import sys
 from typing import Literal
 
@@ -14,6 +15,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 Scalar = int | float | str | bool
+# the run tag holding the fingerprint of the schema a model was trained and scored with
+FINGERPRINT_TAG = "schema_fingerprint"
 
 
 class Feature(BaseModel):
@@ -95,6 +98,11 @@ class Schema(BaseModel):
     def columns(self) -> list[str]:
         """Every column a raw file of this data set has, in a stable order."""
         return [*self.id_columns, *self.feature_names, *self.leak_columns, self.target.name]
+
+    @property
+    def fingerprint(self) -> str:
+        """Changes whenever anything in the schema does (columns, ranges, classes, labels)."""
+        return hashlib.md5(self.model_dump_json().encode()).hexdigest()
 
     @property
     def read_dtypes(self) -> dict[str, str]:

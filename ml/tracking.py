@@ -1,4 +1,4 @@
-"""MLflow set-up: tracking and registry URIs from the state dir, one experiment per project."""
+"""MLflow set-up: tracking and registry URIs from the settings, one experiment per project."""
 
 from __future__ import annotations
 
@@ -8,19 +8,28 @@ import subprocess
 
 from ml import config
 
+# mlflow.set_tracking_uri / set_registry_uri also write their argument into these, for child
+# processes; ours get an explicit environment instead (config.MLSettings.child_env)
+MLFLOW_URI_VARIABLES = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+
 
 def configure(experiment: str | None = None) -> str | None:
-    """Point MLflow at the state dir (or MLFLOW_TRACKING_URI); return the experiment id."""
+    """Point MLflow (process-wide) at the settings' store; return the experiment id."""
     config.quiet_third_parties()
     import mlflow
 
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     uri = config.mlflow_tracking_uri()
-    derived = os.environ.get("MLFLOW_TRACKING_URI") in (None, "", os.environ.get(config.OURS))
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
-    if derived:
-        os.environ[config.OURS] = uri
+    before = {k: v for k, v in os.environ.items() if k in MLFLOW_URI_VARIABLES}
+    try:
+        mlflow.set_tracking_uri(uri)
+        mlflow.set_registry_uri(uri)
+    finally:  # os.environ stays what the person set
+        for name in MLFLOW_URI_VARIABLES:
+            if name in before:
+                os.environ[name] = before[name]
+            else:
+                os.environ.pop(name, None)
     if experiment is None:
         return None
     client = mlflow.MlflowClient()
@@ -36,7 +45,7 @@ def git_commit() -> str:
     def git(*args: str) -> str:
         return subprocess.run(["git", *args], cwd=config.REPO_ROOT, capture_output=True,
                               text=True, check=True).stdout.strip()
-    if commit := os.environ.get("OPCON_GIT_COMMIT"):  # an image built without .git
+    if commit := config.current().git_commit:  # an image built without .git
         return commit
     try:
         commit = git("rev-parse", "HEAD")

@@ -39,10 +39,12 @@ def pointer_version(path: Path) -> str | None:
     return outs[0].get("md5")
 
 
-def tool_env() -> dict[str, str]:
-    """Environment for DVC and the stages it starts: this interpreter's bin first on PATH."""
-    config.quiet_third_parties()
-    env = dict(os.environ)
+def tool_env(settings: config.MLSettings | None = None) -> dict[str, str]:
+    """Environment for DVC and the stages it starts: this process's environment with `settings`
+    (default: those in force) as its variables, no telemetry, this interpreter's bin first on PATH."""
+    env = (settings or config.current()).child_env(dict(os.environ))
+    for key, value in config.QUIET.items():
+        env.setdefault(key, value)
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     return env
 

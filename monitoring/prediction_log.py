@@ -12,6 +12,8 @@ fsync, a machine crash can lose the rows of the last few seconds that the kernel
 
 Reads take only the columns asked for and skip files outside the window: a Parquet file's `ts`
 range is in its metadata; a segment's rows lie between the time in its name and its mtime.
+Which request ids it holds is in an index beside it (monitoring.request_index), written with
+each append, so a lookup by id reads none of the log.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import pandas as pd
 
 from monitoring import log_files
 from monitoring.log_files import LogFile
+from monitoring.request_index import RequestIndex
 
 META_COLUMNS = ["request_id", "row", "ts", "model_version", "served_by"]
 SEGMENT_BYTES = 16 * 1024 * 1024  # about 50,000 rows of a dozen columns
@@ -38,12 +41,14 @@ class PredictionLog:
         self.directory.mkdir(parents=True, exist_ok=True)
         self.segment_bytes = segment_bytes
         self._fd: int | None = None
+        self._path: Path | None = None
         self._pid: int | None = None
         self._written = 0
         self._lock = threading.Lock()  # rotation must not close a segment another thread writes
+        self.index = RequestIndex(self.directory)
 
     # -- writing -------------------------------------------------------------------------------
-    def _segment(self) -> int:
+    def _segment(self) -> tuple[int, Path]:
         # a forked worker gets its own segment; a full one is left for compaction, and so is one
         # that compaction removed (it was taken for a dead writer's: another pid namespace)
         if (self._pid != os.getpid() or self._written >= self.segment_bytes
@@ -51,10 +56,10 @@ class PredictionLog:
             path = self.directory / f"rows-{log_files.host_name()}-{os.getpid()}-{time.time_ns()}.jsonl"
             previous = self._fd if self._pid == os.getpid() else None
             self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
-            self._pid, self._written = os.getpid(), 0
+            self._pid, self._written, self._path = os.getpid(), 0, path
             if previous is not None:
                 os.close(previous)
-        return self._fd
+        return self._fd, self._path
 
     def append(self, request_id: str, model_version: str, served_by: str,
                rows: list[dict]) -> None:
@@ -65,9 +70,11 @@ class PredictionLog:
                               option=orjson.OPT_SERIALIZE_NUMPY)
                  for i, row in enumerate(rows)]
         data = b"\n".join(lines) + b"\n"
-        with self._lock:
-            os.write(self._segment(), data)
-            self._written += len(data)
+        with self._lock:  # held while indexing too: a segment's index entries follow its bytes
+            fd, path = self._segment()
+            os.write(fd, data)
+            start, self._written = self._written, self._written + len(data)
+            self.index.record_segment(request_id, len(rows), path, start, self._written)
 
     def append_frame(self, request_id: str, model_version: str, served_by: str,
                      frame: pd.DataFrame) -> None:
@@ -82,14 +89,18 @@ class PredictionLog:
         partial = final.with_suffix(f".{uuid.uuid4().hex}.tmp")
         logged.to_parquet(partial, index=False)
         os.replace(partial, final)
+        self.index.record_file(request_id, len(frame), final)
 
     # -- reading -------------------------------------------------------------------------------
     def files(self) -> list[LogFile]:
         return log_files.listing(self.directory)
 
     def compact(self) -> int:
-        """Turn sealed JSON-lines segments into Parquet; returns how many were converted."""
-        return log_files.compact(self.directory)
+        """Turn sealed JSON-lines segments into Parquet; returns how many were converted. The
+        index then catches up with whatever it missed (the worker runs this every minute)."""
+        converted = log_files.compact(self.directory)
+        self.index.refresh()
+        return converted
 
     def read(self, columns: list[str] | None = None, *, since: float | None = None,
              until: float | None = None, last: int | None = None,
@@ -124,6 +135,10 @@ class PredictionLog:
     def find(self, request_id: str) -> pd.DataFrame:
         frame = self.read()
         return frame[frame["request_id"] == request_id]
+
+    def logged_rows(self, request_ids) -> dict[str, int]:
+        """{request id: how many rows it logged (rows 0..n-1)} for those of `request_ids` logged."""
+        return self.index.rows(request_ids)
 
     def newest(self) -> float | None:
         """The latest time a row may have been logged (epoch seconds), None for an empty log."""

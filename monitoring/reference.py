@@ -19,9 +19,12 @@ import yaml
 
 from ml import config, registry
 from ml.errors import PipelineError
+from ml.layout import PREPARED
 from ml.metrics import predict_labels
 from ml.params import Params, Split
 from ml.schema import Schema
+from ml.splits import split as split_frame
+from ml.tables import feature_frame, read_csv
 
 LABEL = "prediction_label"
 PROBABILITY = "prediction_probability"
@@ -58,7 +61,7 @@ def _split_params(run) -> Split:
 
 def _from_project(project: Path, params: Params, data_version: str, split: Split) -> pd.DataFrame | None:
     """The workspace's training split, if the last `prepare` ran on this data with these params."""
-    lock_path, train_path = project / "dvc.lock", project / "data" / "prepared" / "train.parquet"
+    lock_path, train_path = project / "dvc.lock", project / PREPARED / "train.parquet"
     if not lock_path.is_file() or not train_path.is_file():
         return None
     stage = (yaml.safe_load(lock_path.read_text()) or {}).get("stages", {}).get("prepare") or {}
@@ -70,9 +73,6 @@ def _from_project(project: Path, params: Params, data_version: str, split: Split
 
 
 def _from_dvc_cache(params: Params, data_version: str, split: Split) -> pd.DataFrame | None:
-    from ml.prepare import split as split_frame
-    from ml.validate import read_csv
-
     cached = config.dvc_cache_dir() / "files" / "md5" / data_version[:2] / data_version[2:]
     if not cached.is_file():
         return None
@@ -81,8 +81,6 @@ def _from_dvc_cache(params: Params, data_version: str, split: Split) -> pd.DataF
 
 def _predict(frame: pd.DataFrame, params: Params, name: str, version) -> pd.DataFrame:
     import mlflow.sklearn
-
-    from ml.train import feature_frame
 
     model = mlflow.sklearn.load_model(f"models:/{name}/{version.version}")
     threshold = version.tags.get("threshold") or None

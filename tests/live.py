@@ -1,4 +1,5 @@
-"""Real servers for tests: gunicorn running the API and job workers, on free loopback ports."""
+"""Real servers for tests, on free loopback ports: gunicorn running the API and job workers, and
+Prometheus scraping them. `wait_until` is how a test waits for any of them."""
 
 from __future__ import annotations
 
@@ -12,8 +13,10 @@ import time
 from pathlib import Path
 
 import requests
+import yaml
 
 from ml.config import REPO_ROOT
+from tests.helpers import binary
 
 TOKEN = "live-test-token"
 
@@ -56,17 +59,15 @@ class Services:
         return worker
 
     def wait_ready(self, timeout: float = 90) -> dict:
-        deadline = time.monotonic() + timeout
-        last = None
-        while time.monotonic() < deadline:
-            try:
-                last = requests.get(f"{self.url}/ready", timeout=2)
-                if last.status_code == 200:
-                    return last.json()
-            except requests.RequestException:  # not listening yet, or still loading the model
-                pass
-            time.sleep(0.3)
-        raise AssertionError(f"API not ready: {last and last.text}\n{self.tail('api.log')}")
+        answers = []  # none while it is not listening yet; 503 while it loads the model
+
+        def ready():
+            answers[:] = [requests.get(f"{self.url}/ready", timeout=2)]
+            return answers[0].json() if answers[0].status_code == 200 else None
+
+        return wait_until(ready, timeout, "the API is ready", interval=0.3,
+                          details=lambda: f"{answers[0].text if answers else 'no answer'}\n"
+                                          f"{self.tail('api.log')}")
 
     def tail(self, name: str, lines: int = 40) -> str:
         path = self.logs / name
@@ -80,14 +81,18 @@ class Services:
 
     def wait_job(self, job_id: str, until=("succeeded", "failed", "cancelled", "interrupted"),
                  timeout: float = 240) -> dict:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            job = self.get(f"/api/v1/jobs/{job_id}").json()
-            if job["status"] in until:
-                return job
-            time.sleep(0.5)
-        raise AssertionError(f"job {job_id} still {job['status']}:\n{job['log_tail']}\n"
-                             f"{self.tail('worker.log')}")
+        seen = []
+
+        def done():
+            seen[:] = [self.get(f"/api/v1/jobs/{job_id}").json()]
+            return seen[0] if seen[0]["status"] in until else None
+
+        def details() -> str:
+            job = seen[0] if seen else {"status": "unknown", "log_tail": ""}
+            return f"job {job_id} is {job['status']}:\n{job['log_tail']}\n{self.tail('worker.log')}"
+
+        return wait_until(done, timeout, f"job {job_id} is {' or '.join(until)}", interval=0.5,
+                          details=details)
 
     def api_worker_pids(self) -> list[int]:
         out = subprocess.run(["pgrep", "-P", str(self.api.pid)], capture_output=True, text=True,
@@ -96,14 +101,12 @@ class Services:
 
     def wait_healthy(self, timeout: float = 90) -> None:
         """The API answers /health (it needs no champion, unlike /ready)."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with contextlib.suppress(requests.RequestException):
-                if requests.get(f"{self.url}/health", timeout=2).status_code == 200:
-                    return
+
+        def healthy() -> bool:
             assert self.api.poll() is None, f"the API exited:\n{self.tail('api.log')}"
-            time.sleep(0.2)
-        raise AssertionError(f"API not healthy:\n{self.tail('api.log')}")
+            return requests.get(f"{self.url}/health", timeout=2).status_code == 200
+
+        wait_until(healthy, timeout, "the API answers /health", details=lambda: self.tail("api.log"))
 
     # -- which gunicorn worker answers -----------------------------------------------------------
     def _server_inode(self, client_port: int) -> int:
@@ -118,8 +121,8 @@ class Services:
     def accepted_by(self, sock: socket.socket, pids: list[int], timeout: float = 60) -> int:
         """The API worker whose process holds the accepted end of `sock` (waits for the accept)."""
         client_port = sock.getsockname()[1]
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+
+        def holder() -> int | None:
             inode = self._server_inode(client_port)
             if inode:
                 wanted = f"socket:[{inode}]"
@@ -129,8 +132,10 @@ class Services:
                             with contextlib.suppress(FileNotFoundError):
                                 if os.readlink(fd) == wanted:
                                     return pid
-            time.sleep(0.01)
-        raise AssertionError(f"no API worker of {pids} accepted a connection in {timeout} s")
+            return None
+
+        return wait_until(holder, timeout, f"one of the API workers {pids} accepts a connection",
+                          interval=0.01)
 
     @contextlib.contextmanager
     def only_worker(self, pid: int):
@@ -173,15 +178,80 @@ class Services:
                     process.wait()
 
 
-def wait_until(condition, timeout: float, what: str, interval: float = 0.2):
-    """Poll `condition()` until it returns something truthy (returned); fail naming `what`."""
+class PrometheusServer:
+    """The real Prometheus on a loopback port, on a copy of prometheus.yml aimed at one API."""
+
+    def __init__(self, tmp_path, api_target: str):
+        config = yaml.safe_load((REPO_ROOT / "prometheus.yml").read_text())
+        config["global"].update(scrape_interval="1s", evaluation_interval="1s")
+        config["rule_files"] = [str((REPO_ROOT / path).resolve()) for path in config["rule_files"]]
+        config.pop("alerting")  # no Alertmanager here
+        for job in config["scrape_configs"]:
+            job["static_configs"] = [{"targets": [api_target]}]
+        path = tmp_path / "prometheus.yml"
+        path.write_text(yaml.safe_dump(config))
+        self.url = f"http://127.0.0.1:{free_port()}"
+        self.log = tmp_path / "prometheus.log"
+        with open(self.log, "wb") as log:
+            self.process = subprocess.Popen(
+                [binary("prometheus"), f"--config.file={path}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+                 f"--web.listen-address={self.url.removeprefix('http://')}"],
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self._wait(lambda: requests.get(f"{self.url}/-/ready", timeout=2).status_code == 200, "ready")
+
+    def _wait(self, condition, what: str, timeout: float = 30):
+        return wait_until(condition, timeout, f"Prometheus is {what}", interval=0.3,
+                          details=lambda: self.log.read_text()[-3000:])
+
+    def api(self, path: str, **params) -> dict:
+        body = requests.get(f"{self.url}/api/v1/{path}", params=params, timeout=5).json()
+        assert body["status"] == "success", body
+        return body["data"]
+
+    def scalar(self, query: str) -> float | None:
+        result = self.api("query", query=query)["result"]
+        return float(result[0]["value"][1]) if result else None
+
+    def wait_value(self, query: str, expected: float) -> None:
+        self._wait(lambda: self.scalar(query) == expected, f"answering {query} == {expected}")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+@contextlib.contextmanager
+def running(project, extra_env: dict | None = None, ready: bool = True):
+    """The API under gunicorn and one job worker on a built project (tests.helpers.Project), ready
+    (a champion loaded) or, with `ready=False`, only healthy; stopped when the block ends."""
+    services = Services(project.path, project.state, extra_env)
+    services.project = project
+    services.start_api()
+    services.start_worker()
+    try:
+        services.wait_ready() if ready else services.wait_healthy()
+        yield services
+    finally:
+        services.stop()
+
+
+def wait_until(condition, timeout: float, what: str, interval: float = 0.2, details=None):
+    """Poll `condition()` until it returns something truthy, and return that. A request that fails
+    (nothing listening yet) counts as not yet. After `timeout` seconds, fail naming `what`, with
+    `details()` (a log tail, say) below."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    while True:
         try:
             value = condition()
         except requests.RequestException:
             value = None
         if value:
             return value
+        if time.monotonic() >= deadline:
+            message = f"timed out after {timeout:g} s waiting until {what}"
+            raise AssertionError(f"{message}\n{details()}" if details else message)
         time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:g} s waiting until {what}")

@@ -14,7 +14,6 @@ import itertools
 import json
 import math
 import re
-import secrets
 import uuid
 from datetime import datetime
 from pathlib import Path
@@ -30,58 +29,24 @@ from control_api.routes.feedback import labels as feedback_labels
 from ml import registry
 from ml.generate import generate
 from ml.versioning import file_md5, pointer_version
-from tests.conftest import STATE_VARIABLES, Project, build_project
+from tests.helpers import (
+    STATE_VARIABLES,
+    TOKEN,
+    Client,
+    Project,
+    build_project,
+    error_body,
+    fields,
+    run_job_here,
+)
 
 pytestmark = pytest.mark.pipeline
 
-TOKEN = f"secret-{secrets.token_hex(12)}"
 PREDICTION_COLUMNS = ("prediction_label", "prediction_probability")
 PROBABILITY_TOLERANCE = 1e-4
 
 
 # -- helpers -------------------------------------------------------------------------------------
-
-class Client:
-    """Flask's test client with the bearer token; checks what every response must satisfy."""
-
-    def __init__(self, app, token: str = TOKEN):
-        self.app, self.raw, self.token = app, app.test_client(), token
-
-    def open(self, method: str, path: str, *, auth: bool = True, headers: dict | None = None,
-             allow_500: bool = False, **kwargs):
-        sent = {"Authorization": f"Bearer {self.token}"} if auth else {}
-        response = self.raw.open(path, method=method, headers={**sent, **(headers or {})}, **kwargs)
-        body = response.get_data()
-        assert self.token.encode() not in body, f"{method} {path} leaks the API token"
-        assert not any(self.token in value for _, value in response.headers.items())
-        if not allow_500:
-            assert response.status_code != 500, f"{method} {path}: {body[:500]!r}"
-        return response
-
-    def get(self, path: str, **kwargs):
-        return self.open("GET", path, **kwargs)
-
-    def post(self, path: str, **kwargs):
-        return self.open("POST", path, **kwargs)
-
-    def upload(self, path: str, content: bytes, filename: str = "batch.csv", **kwargs):
-        return self.post(path, data={"file": (io.BytesIO(content), filename)},
-                         content_type="multipart/form-data", **kwargs)
-
-
-def error_body(response, status: int) -> dict:
-    """The error body every failure has: JSON {"error": str, "details": list}."""
-    assert response.status_code == status, response.get_data(as_text=True)[:2000]
-    assert response.is_json, response.content_type
-    body = response.get_json()
-    assert isinstance(body["error"], str) and body["error"]
-    assert isinstance(body["details"], list)
-    return body
-
-
-def fields(body: dict) -> set[str]:
-    return {item["field"] for item in body["details"]}
-
 
 def typical_value(feature):
     if feature.typical is not None:
@@ -149,23 +114,7 @@ def raise_on_constant(constant: str):
 
 # -- fixtures ------------------------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def trained(module_state) -> Project:
-    project = build_project(module_state, rows=2000)
-    project.dvc("repro")
-    return project
-
-
-@pytest.fixture(scope="module")
-def app(trained):
-    return create_app({"testing": True, "api_token": TOKEN, "state_dir": trained.state,
-                       "project_dir": trained.path})
-
-
-@pytest.fixture(scope="module")
-def client(app) -> Client:
-    return Client(app)
-
+# `trained`, `app` and `client` are tests/conftest.py's: one trained project for this module
 
 @pytest.fixture(scope="module")
 def services(app):
@@ -200,9 +149,7 @@ def small_app(trained):
 @pytest.fixture
 def empty_project(tmp_path, monkeypatch) -> Project:
     """A project with data but no trained model, in its own state dir (its own MLflow registry).
-
-    MLFLOW_TRACKING_URI goes too: mlflow.set_tracking_uri exports it, and it outranks OPCON_HOME.
-    """
+    Every state variable is cleared first: a MLFLOW_TRACKING_URI set outside would outrank OPCON_HOME."""
     for name in STATE_VARIABLES:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("OPCON_HOME", str(tmp_path / "state"))
@@ -959,9 +906,14 @@ def test_datasets_list_the_current_version(client, trained, schema):
     assert "pointer" not in current
 
 
+def upload_jobs(client) -> int:
+    return client.get("/api/v1/jobs?kind=dataset_upload").get_json()["total"]
+
+
 def test_an_invalid_batch_changes_nothing(client, trained, schema):
     before_files = data_state(trained)
     before_listing = client.get("/api/v1/datasets").get_json()
+    before_jobs = upload_jobs(client)
 
     feature = next(f for f in numeric_features(schema) if f.max is not None)
     out_of_range = generate(200, 52, first_id=next_id(trained, schema))
@@ -987,6 +939,8 @@ def test_an_invalid_batch_changes_nothing(client, trained, schema):
 
     assert data_state(trained) == before_files
     assert client.get("/api/v1/datasets").get_json() == before_listing
+    assert upload_jobs(client) == before_jobs  # refused at once: no job, and no batch kept
+    assert not list((trained.state / "uploads").glob("*"))
 
 
 def test_dataset_timestamps_carry_their_offset(client):
@@ -994,19 +948,30 @@ def test_dataset_timestamps_carry_their_offset(client):
         assert datetime.fromisoformat(version["created_at"]).tzinfo is not None
 
 
-def test_a_valid_batch_becomes_the_next_data_version(client, trained, schema):
+def test_a_valid_batch_becomes_the_next_data_version(client, services, trained, schema):
     old_md5 = file_md5(trained.raw)
     old_rows = len(pd.read_csv(trained.raw))
+    before_files = data_state(trained)
     batch = generate(200, 55, first_id=next_id(trained, schema))
     response = client.upload("/api/v1/datasets", csv_bytes(batch), filename="shift-3.csv")
-    assert response.status_code == 201, response.get_json()
-    created = response.get_json()
+    assert response.status_code == 202, response.get_json()
+    job = response.get_json()
+    assert set(job) == JOB_FIELDS
+    assert response.headers["Location"] == f"/api/v1/jobs/{job['id']}"
+    assert (job["kind"], job["status"]) == ("dataset_upload", "queued")
+    assert job["params"] == {"file_name": "shift-3.csv", "batch_rows": 200}
+    # validated, kept in the state dir for its job; the data is as it was until the job runs
+    waiting = trained.state / "uploads" / f"{job['id']}.csv"
+    assert pd.read_csv(waiting)[schema.id_columns[0]].tolist() == batch[schema.id_columns[0]].tolist()
+    assert data_state(trained) == before_files
+    assert client.get("/api/v1/datasets").get_json()["current"] == old_md5
+
+    finished = run_job_here(services, job["id"])
+    assert finished["status"] == "succeeded", finished["log"][-3000:]
+    assert not waiting.exists()
     new_md5 = file_md5(trained.raw)
-    assert created["md5"] == new_md5 != old_md5
-    assert created["rows"] == old_rows + 200
-    assert created["validation"]["success"] is True
-    assert "shift-3.csv" in created["source"] and "pointer" not in created
-    assert math.isclose(sum(created["class_balance"].values()), 1.0, abs_tol=1e-5)
+    assert finished["result"]["data_version"] == new_md5 != old_md5
+    assert finished["result"]["rows"] == old_rows + 200
 
     raw = pd.read_csv(trained.raw)
     assert len(raw) == old_rows + 200
@@ -1021,3 +986,7 @@ def test_a_valid_batch_becomes_the_next_data_version(client, trained, schema):
     listing = client.get("/api/v1/datasets").get_json()
     assert listing["current"] == new_md5
     assert [v["md5"] for v in listing["versions"]][:2] == [new_md5, old_md5]
+    created = listing["versions"][0]
+    assert created["rows"] == old_rows + 200 and created["validation"]["success"] is True
+    assert "shift-3.csv" in created["source"] and "pointer" not in created
+    assert math.isclose(sum(created["class_balance"].values()), 1.0, abs_tol=1e-5)

@@ -1,6 +1,7 @@
 """GET /api/v1/models/<version>/card: the model card logged with a version's MLflow run.
 
-Uses the contract tests' fixtures (one real trained project for this module, Flask's test client).
+Uses tests/conftest.py's `trained`, `app` and `client` (one real trained project for this module,
+Flask's test client) and the contract tests' error-body checks (tests/helpers.py).
 """
 
 from __future__ import annotations
@@ -9,11 +10,9 @@ import mlflow
 import pytest
 
 from ml import registry
-from tests import test_api_contract as contract
+from tests.helpers import error_body, fields
 
 pytestmark = pytest.mark.pipeline
-
-trained, app, client = contract.trained, contract.app, contract.client  # fixtures, one project here
 
 
 def test_the_card_of_a_version_is_the_markdown_logged_with_its_run(client, trained):
@@ -30,14 +29,14 @@ def test_the_card_of_a_version_is_the_markdown_logged_with_its_run(client, train
 
 
 def test_an_unknown_version_is_a_404_naming_the_version(client):
-    body = contract.error_body(client.get("/api/v1/models/999/card"), 404)
+    body = error_body(client.get("/api/v1/models/999/card"), 404)
     assert "no version 999" in body["error"]
-    assert contract.fields(body) == {"version"}
+    assert fields(body) == {"version"}
 
 
 def test_a_version_that_is_not_a_positive_integer_is_refused(client):
-    assert contract.fields(contract.error_body(client.get("/api/v1/models/0/card"), 422)) == {"version"}
-    contract.error_body(client.get("/api/v1/models/latest/card"), 404)
+    assert fields(error_body(client.get("/api/v1/models/0/card"), 422)) == {"version"}
+    error_body(client.get("/api/v1/models/latest/card"), 404)
 
 
 def test_a_version_whose_run_logged_no_card_is_a_404(client, trained):
@@ -50,7 +49,7 @@ def test_a_version_whose_run_logged_no_card_is_a_404(client, trained):
     source = mlflow_client.get_model_version(name, "1").source  # any model; only its run matters here
     version = mlflow_client.create_model_version(name, source, run_id=run.info.run_id).version
 
-    body = contract.error_body(client.get(f"/api/v1/models/{version}/card"), 404)
+    body = error_body(client.get(f"/api/v1/models/{version}/card"), 404)
     assert body["error"] == f"version {version} has no model card"
-    assert contract.fields(body) == {"version"}
+    assert fields(body) == {"version"}
     assert str(registry.champion(name).version) == "1"  # registering it changed nothing else

@@ -12,7 +12,7 @@ import pytest
 import redis
 import sqlalchemy as sa
 
-from tests.conftest import build_project
+from tests.helpers import build_project
 from tests.live import Services
 
 pytestmark = pytest.mark.live

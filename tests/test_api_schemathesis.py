@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from control_api import create_app
-from tests.conftest import build_project
+from tests.helpers import build_project
 
 TOKEN = "schemathesis-token"
 EXAMPLES_PER_OPERATION = 25

@@ -11,8 +11,8 @@ import pytest
 import requests
 
 from ml import registry
-from tests.conftest import build_project
-from tests.live import Services, wait_until
+from tests.helpers import build_project
+from tests.live import running, wait_until
 
 pytestmark = pytest.mark.live
 PASSWORD = "correct horse battery"
@@ -23,17 +23,12 @@ def live(module_state):
     project = build_project(module_state, rows=1500, params_changes={"evaluate": {"min_improvement": 0.0}})
     project.dvc("repro")
     project.git_commit("first model")
-    services = Services(project.path, project.state)
-    services.start_api()
-    services.start_worker()
-    services.wait_ready()
-    services.project = project
-    for name, role in (("eve", "engineer"), ("alice", "admin"), ("bob", "admin")):
-        created = services.post("/api/v1/users", json={"username": name, "role": role,
-                                                       "password": PASSWORD})
-        assert created.status_code == 201, created.text
-    yield services
-    services.stop()
+    with running(project) as services:
+        for name, role in (("eve", "engineer"), ("alice", "admin"), ("bob", "admin")):
+            created = services.post("/api/v1/users", json={"username": name, "role": role,
+                                                           "password": PASSWORD})
+            assert created.status_code == 201, created.text
+        yield services
 
 
 def session(live, username: str) -> requests.Session:

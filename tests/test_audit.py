@@ -13,7 +13,6 @@ import os
 import secrets
 import subprocess
 import sys
-import time
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 
@@ -22,9 +21,9 @@ import sqlalchemy as sa
 
 from control_api import create_app, db
 from control_api.audit import GENESIS, AuditLog, event_hash
-from control_api.jobs import runner
 from ml.config import REPO_ROOT
-from tests.conftest import postgres_database, project_for_apps
+from tests.helpers import postgres_database, run_job_here
+from tests.live import wait_until
 
 SERVICE_TOKEN = f"audit-{secrets.token_hex(12)}"
 EVENT_FIELDS = {"seq", "at", "actor", "role", "action", "target", "request_id", "client", "outcome",
@@ -42,9 +41,8 @@ def password() -> str:
 
 
 @pytest.fixture(scope="module")
-def project(module_state):
-    with project_for_apps(module_state, rows=300) as built:
-        yield built
+def project(apps_project):
+    return apps_project
 
 
 @pytest.fixture
@@ -232,14 +230,7 @@ def test_jobs_leave_start_and_end_events_in_the_name_of_who_asked(app, services)
     cancelled = caller.open("POST", "/api/v1/jobs", json={"kind": "data_pull"}).get_json()["id"]
     assert caller.open("POST", f"/api/v1/jobs/{cancelled}/cancel", "req-cancel").status_code == 200
 
-    saved = dict(runner._context)  # the runner's process-wide context: put back afterwards
-    runner.configure(services.settings, services.jobs)
-    try:
-        runner.execute(job_id)
-    finally:
-        runner._context.clear()
-        runner._context.update(saved)
-    finished = services.jobs.get(job_id)
+    finished = run_job_here(services, job_id)
     assert finished["status"] == "succeeded", finished["log"][-3000:]
 
     start = services.audit.events("job.start", f"job:{job_id}")
@@ -365,12 +356,13 @@ def append_at_once(url: str, tmp_path, writers: int, each: int) -> None:
              str(tmp_path / f"ready-{index}"), str(go)],
             cwd=REPO_ROOT, env={**clean, "OPCON_HOME": str(tmp_path / "home")},
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
-    deadline = time.monotonic() + 60
-    while not all((tmp_path / f"ready-{i}").exists() for i in range(writers)):
+
+    def all_ready() -> bool:
         failed = [p for p in processes if p.poll() not in (None, 0)]
         assert not failed, failed[0].communicate()[0]
-        assert time.monotonic() < deadline, "the writers did not start"
-        time.sleep(0.02)
+        return all((tmp_path / f"ready-{i}").exists() for i in range(writers))
+
+    wait_until(all_ready, 60, "every writer has started", interval=0.02)
     go.touch()  # every writer starts appending at this moment
     for process in processes:
         output, _ = process.communicate(timeout=240)

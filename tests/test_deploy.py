@@ -15,7 +15,7 @@ import yaml
 
 from ml import mlflow_auth
 from ml.config import REPO_ROOT
-from tests.test_monitoring_prometheus import EXPORTED_METRICS, metric_names
+from tests.helpers import EXPORTED_METRICS, metric_names
 
 COMPOSE = yaml.safe_load((REPO_ROOT / "docker-compose.yml").read_text())
 SERVICES: dict[str, dict] = COMPOSE["services"]
@@ -41,7 +41,6 @@ ONLY_IN = {
 }
 OPTIONAL = {
     "API_ACCESS_LOG": "gunicorn's access log, off unless set",
-    "OPCON_MLFLOW_URI_SET": "written by ml.tracking itself to recognise the URI it derived",
     "OPCON_DRIFT_INTERVAL_SECONDS": "a test shortcut overriding OPCON_DRIFT_INTERVAL_MINUTES",
     "OPCON_GIT_COMMIT": "set in the image by the Dockerfile's build argument (no .git inside)",
     "OPCON_ACTOR": "set by the job worker for the pipeline processes it starts (who a promotion is for)",
@@ -136,11 +135,47 @@ def _identifier(node) -> str | None:
     return node.id if isinstance(node, ast.Name) else node.attr if isinstance(node, ast.Attribute) else None
 
 
+SETTINGS_BASES = {"BaseSettings", "EnvSettings"}  # pydantic-settings', and ml.config's on it
+
+
+def settings_classes(trees: dict[str, ast.Module]) -> dict[str, list[str]]:
+    """{file: [the pydantic-settings classes it defines]}, subclasses in other files included."""
+    known, found, grown = set(SETTINGS_BASES), {}, True
+    while grown:
+        grown = False
+        for path, tree in trees.items():
+            for node in tree.body:
+                if (isinstance(node, ast.ClassDef) and node.name not in known
+                        and any(_identifier(base) in known for base in node.bases)):
+                    known.add(node.name)
+                    found.setdefault(path, []).append(node.name)
+                    grown = True
+    return found
+
+
+def settings_variables(cls) -> set[str]:
+    """The variables a settings class reads, from its fields: ml.config.EnvSettings says which
+    (`variables()`); otherwise pydantic-settings' rule, the validation alias or prefix + name."""
+    if hasattr(cls, "variables"):
+        return set(cls.variables().values())
+    prefix = cls.model_config.get("env_prefix", "")
+    return {f.validation_alias if isinstance(f.validation_alias, str) else f"{prefix}{name}".upper()
+            for name, f in cls.model_fields.items()}
+
+
+def _module(path: str):
+    """The module of `path`, imported (its root on sys.path)."""
+    import importlib
+
+    return importlib.import_module(path.removesuffix(".py").replace("/", "."))
+
+
 def env_reads(root: Path, packages=SCANNED_PACKAGES) -> tuple[dict[str, set[str]], list[str]]:
     """({variable: {file}}, [reads whose name is not a constant]) for the Python files of `packages`.
 
-    Follows module-level string constants and helpers that read the variable named by one of
-    their parameters (`def _env_float(name, default): ... os.environ.get(name) ...`)."""
+    Follows module-level string constants, helpers that read the variable named by one of
+    their parameters (`def _env_float(name, default): ... os.environ.get(name) ...`), and the
+    fields of pydantic-settings classes (a class reads its variables in the file defining it)."""
     trees = {path.relative_to(root).as_posix(): ast.parse(path.read_text(), str(path))
              for package in packages for path in sorted((root / package).rglob("*.py"))}
     constants, helpers, inside_helpers = {}, {}, set()
@@ -182,11 +217,17 @@ def env_reads(root: Path, packages=SCANNED_PACKAGES) -> tuple[dict[str, set[str]
                 unresolved.append(f"{path}:{node.lineno}")
             else:
                 reads.setdefault(name, set()).add(path)
+    for path, names in settings_classes(trees).items():
+        module = _module(path)
+        for name in names:
+            for variable in settings_variables(getattr(module, name)):
+                reads.setdefault(variable, set()).add(path)
     return reads, unresolved
 
 
-def test_env_reads_follows_constants_and_helpers(tmp_path):
-    package = tmp_path / "pkg"
+def test_env_reads_follows_constants_helpers_and_settings_classes(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(tmp_path))  # the settings classes are imported to read their fields
+    package = tmp_path / "scanned_pkg"
     package.mkdir()
     (package / "a.py").write_text(
         "import os\nNAME = 'FROM_CONSTANT'\n"
@@ -195,10 +236,31 @@ def test_env_reads_follows_constants_and_helpers(tmp_path):
         "y = number('VIA_HELPER', 1), number(default=2, name='VIA_KEYWORD')\n"
         "os.environ['WRITTEN'] = '1'\nos.environ.setdefault('DEFAULTED', '1')\n"
         "z = os.environ.get(compute())\n")
-    reads, unresolved = env_reads(tmp_path, ("pkg",))
-    assert set(reads) == {"FROM_CONSTANT", "DIRECT", "GETENV", "IN_CHECK", "VIA_HELPER", "VIA_KEYWORD"}
-    assert reads["DIRECT"] == {"pkg/a.py"}
-    assert unresolved == ["pkg/a.py:9"]
+    (package / "settings.py").write_text(
+        "from typing import ClassVar\n"
+        "from pydantic import Field\n"
+        "from pydantic_settings import BaseSettings, SettingsConfigDict\n"
+        "from ml.config import EnvSettings\n"
+        "class Plain(BaseSettings):\n"
+        "    model_config = SettingsConfigDict(env_prefix='plain_')\n"
+        "    size: int = 1\n"
+        "    url: str = Field('', validation_alias='ALIASED_URL')\n"
+        "class Ours(EnvSettings):\n"
+        "    not_from_env: ClassVar[frozenset[str]] = frozenset({'testing'})\n"
+        "    limit: int = 1\n"
+        "    testing: bool = False\n")
+    (package / "more.py").write_text(
+        "from pydantic import Field\n"
+        "from scanned_pkg.settings import Ours\n"
+        "class Derived(Ours):\n"
+        "    home: str = Field('', validation_alias='SOME_HOME')\n")
+    reads, unresolved = env_reads(tmp_path, ("scanned_pkg",))
+    assert set(reads) == {"FROM_CONSTANT", "DIRECT", "GETENV", "IN_CHECK", "VIA_HELPER", "VIA_KEYWORD",
+                          "PLAIN_SIZE", "ALIASED_URL", "OPCON_LIMIT", "SOME_HOME"}
+    assert reads["DIRECT"] == {"scanned_pkg/a.py"}
+    # a subclass reads its parent's variables too; a field not from the environment reads none
+    assert reads["OPCON_LIMIT"] == {"scanned_pkg/settings.py", "scanned_pkg/more.py"}
+    assert unresolved == ["scanned_pkg/a.py:9"]
 
 
 def test_every_environment_variable_the_code_reads_is_set_for_the_services_running_it():
@@ -408,7 +470,7 @@ def test_make_run_sets_up_the_mlflow_login_before_starting_the_server():
     text = (REPO_ROOT / "Makefile").read_text()
     assert re.search(r"^MLFLOW_AUTH := \$\(OPCON_HOME\)/mlflow/auth$", text, re.M)
     recipe = make_recipe("run")
-    token = next(i for i, line in enumerate(recipe) if "ensure_token" in line)
+    token = next(i for i, line in enumerate(recipe) if "token_path" in line)
     assert recipe[token + 1] == "@$(PY) -m control_api.identity.bootstrap"
     assert recipe[token + 2] == "@$(PY) -m ml.mlflow_auth"
     servers = recipe[token + 3]
@@ -441,6 +503,9 @@ def test_env_example_documents_every_variable_compose_uses():
     values = env_example()
     references = [match for text in strings(COMPOSE) for match in REFERENCE.finditer(text)]
     assert {match["name"] for match in references} <= set(values)
+    reads, _ = env_reads(REPO_ROOT)  # settings classes' fields included
+    unused = set(values) - {match["name"] for match in references} - set(reads)
+    assert unused == set(), "documented in .env.example, but neither compose nor the code uses them"
     for match in references:
         if match["op"] == ":-":
             assert values[match["name"]] == match["arg"], f"{match['name']}: two different defaults"

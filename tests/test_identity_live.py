@@ -11,7 +11,6 @@ for any of this: the project has data and no trained model, and the API is waite
 from __future__ import annotations
 
 import secrets
-import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
@@ -19,8 +18,8 @@ import pytest
 import redis
 import requests
 
-from tests.conftest import build_project
-from tests.live import TOKEN, Services
+from tests.helpers import build_project
+from tests.live import TOKEN, Services, wait_until
 
 pytestmark = pytest.mark.live
 
@@ -87,15 +86,17 @@ def answered_by(live, request_id: str, timeout: float = 20) -> int:
     """The pid of the worker that answered a request, from the access log (written just after the
     response)."""
     path = live.logs / "access.log"
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if path.exists():
-            for line in path.read_text(errors="replace").splitlines():
-                fields = line.split()
-                if len(fields) >= 2 and fields[1] == request_id:
-                    return int(fields[0].strip("<>"))
-        time.sleep(0.05)
-    raise AssertionError(f"request {request_id} is not in the access log:\n{live.tail('access.log')}")
+
+    def logged_pid() -> int | None:
+        lines = path.read_text(errors="replace").splitlines() if path.exists() else []
+        for line in lines:
+            fields = line.split()
+            if len(fields) >= 2 and fields[1] == request_id:
+                return int(fields[0].strip("<>"))
+        return None
+
+    return wait_until(logged_pid, timeout, f"request {request_id} is in the access log", interval=0.05,
+                      details=lambda: live.tail("access.log"))
 
 
 def pinned(live, pid: int, method: str, path: str, token: str | None = None, **kwargs) -> requests.Response:

@@ -37,7 +37,7 @@ from control_api.identity.store import IdentityStore, digest
 from control_api.jobs import runner
 from ml import registry
 from ml.generate import generate
-from tests.conftest import project_for_apps
+from tests.helpers import project_for_apps
 
 pytestmark = pytest.mark.pipeline
 
@@ -158,12 +158,15 @@ def request_for(world: World, method: str, path: str, caller: str, spec_op: dict
             "/api/v1/models/1/approve", {"json": {"comment": "matrix"}}, (409,)),
         ("POST", "/api/v1/models/{version}/reject"): lambda: Request(
             "/api/v1/models/1/reject", {"json": {"comment": "matrix"}}, (409,)),
-        ("POST", "/api/v1/datasets"): lambda: Request(path, _multipart(world.csv(40, 12)), (201,)),
+        # validated at once, then a job adds it: the first allowed caller queues that job (no worker
+        # runs here), the others are shown it (single flight)
+        ("POST", "/api/v1/datasets"): lambda: Request(path, _multipart(world.csv(40, 12)), (202, 409)),
         ("POST", "/api/v1/feedback"): lambda: Request(path, {"json": {"items": [{
             "request_id": world.request_id, "row": 0,
             "label": world.project.params.schema.target.positive}]}}),
         # single flight: the first allowed caller queues it, the others are shown that job
         ("POST", "/api/v1/jobs"): lambda: Request(path, {"json": {"kind": "validate"}}, (202, 409)),
+        ("GET", "/api/v1/jobs/kinds"): lambda: Request(path, allowed=(200,)),
         ("GET", "/api/v1/jobs/{job_id}"): lambda: Request(f"/api/v1/jobs/{world.job_id}"),
         ("GET", "/api/v1/jobs/{job_id}/log"): lambda: Request(f"/api/v1/jobs/{world.job_id}/log"),
         ("POST", "/api/v1/jobs/{job_id}/cancel"): lambda: Request(
@@ -264,8 +267,8 @@ def build_world(project) -> World:
     finished = services.jobs.get(drift.get_json()["id"])
     assert finished["status"] == "succeeded", finished["log"][-2000:]
 
-    # what allowed readers and operators do once, done now: GET /datasets records the current data
-    # version the first time; a label for a row is added once, replaced after
+    # what allowed readers and operators do once, done now: a label for a row is added once,
+    # replaced after (GET /datasets changes nothing: the app recorded the data version when it started)
     assert client.get("/api/v1/datasets", headers=service).status_code == 200
     labelled = client.post("/api/v1/feedback", headers=service, json={"items": [{
         "request_id": predicted.get_json()["request_id"], "row": 0, "label": schema.target.positive}]})

@@ -55,11 +55,14 @@ def run_fresh(code: str, state_dir) -> list[str]:
 
 
 def test_the_hardware_probe_imports_only_codecarbon_modules(state_dir):
-    # ml.train.start_up() runs the probe in a thread beside the train stage's imports; two threads
-    # importing shared modules at once can deadlock, so the probe may import nothing else
+    # ml.stage.run_stage() runs the probe (ml.training.hardware_probe) in a thread beside the train
+    # stage's imports; two threads importing shared modules at once can deadlock, so the probe may
+    # import nothing else (`__mp_main__` is multiprocessing's alias of the main module, not an import)
     imported = run_fresh("""
         import sys
-        import ml.train  # as `python -m ml.train` has, before main() starts the probe
+        import concurrent.futures.thread  # what `python -m ml.train` has when run_stage() starts the probe
+        from ml.stage import run_stage
+        from ml.training import STAGE
         from ml import emissions
         tracker = emissions.new_tracker("FRA", "test", measure_power_secs=1, probe=False)
         before = set(sys.modules)
@@ -68,7 +71,8 @@ def test_the_hardware_probe_imports_only_codecarbon_modules(state_dir):
         print("probed", tracker._hardware_initialized)
     """, state_dir)
     assert imported[-2:] == ["probed", "True"]
-    assert all(name.split(".")[0] in {"codecarbon", "cpuinfo"} for name in imported[:-2]), imported
+    assert all(name.split(".")[0] in {"codecarbon", "cpuinfo", "__mp_main__"}
+               for name in imported[:-2]), imported
 
 
 def test_a_stage_freezes_what_it_imported(state_dir):

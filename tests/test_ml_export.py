@@ -13,9 +13,10 @@ from ml import params as params_module
 from ml.export import OnnxModel, export, parity, to_onnx
 from ml.generate import generate
 from ml.params import ESTIMATORS, Params
-from ml.prepare import split
 from ml.schema import Schema, infer_schema
-from ml.train import build_pipeline, feature_frame
+from ml.splits import split
+from ml.tables import feature_frame
+from ml.training import build_pipeline
 
 TOLERANCE = 1e-4
 UNKNOWN = "not-a-known-category"

@@ -9,7 +9,7 @@ from sklearn.datasets import load_wine
 
 from ml import registry, tracking
 from ml.schema import infer_schema
-from tests.conftest import build_project
+from tests.helpers import build_project
 
 pytestmark = pytest.mark.pipeline
 

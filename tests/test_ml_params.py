@@ -7,8 +7,8 @@ import pytest
 from ml import config
 from ml import params as params_module
 from ml.errors import ParamsError, PipelineError
-from ml.train import build_pipeline
-from tests.conftest import merged, repo_params
+from ml.training import build_pipeline
+from tests.helpers import merged, repo_params
 
 
 def parse(changes: dict):

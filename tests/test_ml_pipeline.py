@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import mlflow
 import pytest
+import yaml
 
-from ml import emissions, registry, tracking
-from ml.errors import RegistryError
-from ml.prepare import read_split
-from ml.train import feature_frame, train
-from ml.versioning import dvc, ensure_project, file_md5, pointer_version, run
-from tests.conftest import build_project
+from ml import config, emissions, gate, in_process, registry, stage_client, tracking
+from ml.errors import PipelineError, RegistryError
+from ml.splits import read_split
+from ml.tables import feature_frame
+from ml.training import train
+from ml.versioning import dvc, ensure_project, file_md5, pointer_version, run, tool_env
+from tests.helpers import build_project
 
 pytestmark = pytest.mark.pipeline
 MODEL = "machine-failure-classifier"
@@ -175,3 +180,119 @@ def test_promote_and_rollback(trained):
     with pytest.raises(RegistryError, match="no version 99"):
         registry.promote(MODEL, "99")
     assert str(registry.champion(MODEL).version) == "1"
+
+
+def test_a_stage_host_runs_the_stages_dvc_starts_and_dvc_records_them(trained, tmp_path):
+    env = tool_env()
+    host = subprocess.Popen([sys.executable, "-m", "ml.stage_host"], cwd=trained.path, env=env,
+                            stdout=subprocess.PIPE, text=True)
+    raw = trained.raw
+    good = raw.read_bytes()
+    try:
+        assert "ready" in host.stdout.readline()
+        trained.dvc("repro", "--force", "-s", "validate")
+        assert "stage validate" in host.stdout.readline()
+        assert host.stdout.readline().endswith("exited with 0\n")
+        assert "up to date" in trained.dvc("status")
+        other = tmp_path / "other"  # a project on other code: the host refuses, the stage runs itself
+        shutil.copytree(config.REPO_ROOT / "ml", other / "ml", ignore=shutil.ignore_patterns("__pycache__"))
+        with (other / "ml" / "tables.py").open("a") as handle:
+            handle.write("# edited\n")
+        assert stage_client.run_remotely("validate", other) is None
+
+        lines = good.decode().splitlines()
+        row = lines[1].split(",")
+        row[lines[0].split(",").index("torque_nm")] = "812.0"
+        raw.write_text("\n".join([lines[0], ",".join(row), *lines[2:]]) + "\n")
+        done = subprocess.run([sys.executable, "-m", "ml.validate"], cwd=trained.path, env=env,
+                              capture_output=True, text=True, timeout=300, check=False)
+        assert "stage validate" in host.stdout.readline()  # the host's child ran it ...
+        assert host.stdout.readline().endswith("exited with 1\n")
+        assert done.returncode == 1  # ... and its exit code and messages are the stage process's
+        assert "torque_nm`: 1 value(s) above the allowed 100" in done.stderr
+        assert "Traceback" not in done.stderr
+    finally:
+        raw.write_bytes(good)
+        trained.dvc("repro", "validate")
+        host.terminate()
+        host.wait(timeout=60)
+    assert trained.json("data/validation.json")["success"] is True
+    assert not (trained.state / "run" / "stage-host.sock").exists()
+
+
+def test_a_recorded_champion_score_is_what_scoring_it_again_gives(trained):
+    params = trained.params
+    champion = registry.champion(MODEL)
+    run = registry.client().get_run(champion.run_id)
+    data_version = champion.tags["data_version"]
+    recorded = gate.recorded_score(params, run, data_version)
+    assert recorded is not None
+    rescored = gate.rescore(params, champion, read_split(trained.path, "test"))
+    assert recorded == pytest.approx(rescored, abs=1e-12)
+    other_split = params.model_copy(update={"split": params.split.model_copy(update={"seed": 8})})
+    assert gate.recorded_score(other_split, run, data_version) is None
+    assert gate.recorded_score(params, run, "0" * 32) is None
+
+
+def test_in_process_runs_refuse_code_other_than_their_own(tmp_path):
+    project = tmp_path / "copy"
+    shutil.copytree(config.REPO_ROOT / "ml", project / "ml", ignore=shutil.ignore_patterns("__pycache__"))
+    assert in_process.code_matches(project)
+    with (project / "ml" / "tables.py").open("a") as handle:
+        handle.write("# edited\n")
+    assert not in_process.code_matches(project)
+    with pytest.raises(in_process.CodeChangedError, match="dvc repro"):
+        in_process.run(project, ["validate"])
+    with pytest.raises(PipelineError, match="no stage `fit`"):
+        in_process.run(project, ["fit"])
+
+
+def test_in_process_a_failed_validation_stops_the_run_and_records_nothing(trained):
+    raw, lock = trained.raw, trained.path / "dvc.lock"
+    good, locked = raw.read_bytes(), lock.read_text()
+    versions = len(registry.versions(MODEL))
+    lines = good.decode().splitlines()
+    row = lines[1].split(",")
+    row[lines[0].split(",").index("torque_nm")] = "812.0"
+    raw.write_text("\n".join([lines[0], ",".join(row), *lines[2:]]) + "\n")
+    try:
+        with pytest.raises(in_process.StageFailedError, match="torque_nm`: 1 value\\(s\\) above"):
+            in_process.run(trained.path, actor="someone")
+        assert trained.json("data/validation.json")["success"] is False
+        assert lock.read_text() == locked
+        assert len(registry.versions(MODEL)) == versions
+    finally:
+        raw.write_bytes(good)
+    in_process.run(trained.path, ["validate"], log=lambda line: None)
+    assert trained.json("data/validation.json")["success"] is True
+    assert "up to date" in trained.dvc("status")  # the same report as the one dvc.lock holds
+
+
+def test_the_pipeline_runs_in_process_and_dvc_records_it(trained):
+    repo = yaml.safe_load((config.REPO_ROOT / "params.yaml").read_text())["train"]["hyperparameters"]
+    trained.update_params({"train": {"hyperparameters": {"random_forest": None}}})
+    # the first champion's configuration again, and a gate an equal score passes
+    trained.update_params({"train": {"hyperparameters": {"random_forest": repo["random_forest"]}},
+                           "evaluate": {"min_improvement": 0.0}})
+    first = registry.champion(MODEL)
+    logged: list[str] = []
+    outcomes = in_process.run(trained.path, actor="engineer-7", log=logged.append)
+
+    assert list(outcomes) == list(in_process.PIPELINE)
+    assert logged[0].startswith("validation passed") and logged[-1].startswith("version ")
+    result = outcomes["evaluate"].result
+    assert result["promoted"] is True and trained.json("metrics/evaluate.json") == result
+    champion = registry.champion(MODEL)
+    assert str(champion.version) == result["version"] != str(first.version)
+    assert champion.tags["promoted_by"] == "engineer-7"
+    assert result["champion_test_pr_auc"] == pytest.approx(result["test_pr_auc"], abs=1e-12)
+    assert trained.json("models/train_run.json")["run_id"] == champion.run_id
+
+    assert "up to date" in trained.dvc("status")
+    locked = yaml.safe_load((trained.path / "dvc.lock").read_text())["stages"]
+    train_out = {o["path"]: o["md5"] for o in locked["train"]["outs"]}
+    assert train_out["models/train_run.json"] == file_md5(trained.path / "models" / "train_run.json")
+    assert locked["evaluate"]["params"]["params.yaml"]["evaluate"]["min_improvement"] == 0.0
+    versions = len(registry.versions(MODEL))
+    trained.dvc("repro")  # from a shell: nothing to do
+    assert len(registry.versions(MODEL)) == versions

@@ -19,7 +19,7 @@ from ml import config
 from ml import params as params_module
 from ml.generate import generate
 from ml.schema import Schema
-from ml.validate import ValidationReport, validate_file
+from ml.validation import ValidationReport, validate_file
 
 ROWS = 300
 

@@ -11,7 +11,6 @@ import signal
 import stat
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 
@@ -21,7 +20,7 @@ import sqlalchemy as sa
 
 from ml import mlflow_auth
 from ml.config import REPO_ROOT
-from tests.live import free_port
+from tests.live import free_port, wait_until
 
 pytestmark = pytest.mark.live
 BIN = Path(sys.executable).parent
@@ -70,16 +69,11 @@ class Server:
         self.wait_healthy()
 
     def wait_healthy(self, timeout: float = 120) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        def healthy() -> bool:
             assert self.process.poll() is None, f"mlflow server exited:\n{self.tail()}"
-            try:
-                if requests.get(f"{self.url}/health", timeout=2).status_code == 200:
-                    return
-            except requests.RequestException:  # not listening yet
-                pass
-            time.sleep(0.2)
-        raise AssertionError(f"mlflow server not healthy:\n{self.tail()}")
+            return requests.get(f"{self.url}/health", timeout=2).status_code == 200
+
+        wait_until(healthy, timeout, "the mlflow server answers /health", details=self.tail)
 
     def tail(self, lines: int = 40) -> str:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])

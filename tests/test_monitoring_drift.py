@@ -10,14 +10,13 @@ the same processes generated again with hotter air and more torque (`ml.generate
 from __future__ import annotations
 
 import re
-import time
 
 import pandas as pd
 import pytest
 
 from ml import generate
-from tests.conftest import build_project
-from tests.live import Services
+from tests.helpers import build_project
+from tests.live import running, wait_until
 
 pytestmark = pytest.mark.live
 
@@ -34,15 +33,9 @@ def records(schema, frame: pd.DataFrame) -> list[dict]:
 def live(module_state):
     project = build_project(module_state, rows=2000)
     project.dvc("repro")
-    services = Services(project.path, project.state, {
-        "OPCON_DRIFT_INTERVAL_MINUTES": "0", "OPCON_DRIFT_RETRAIN_AFTER": "2",
-        "OPCON_METRICS_CACHE_SECONDS": "0"})
-    services.start_api()
-    services.start_worker()
-    services.wait_ready()
-    services.project = project
-    yield services
-    services.stop()
+    with running(project, {"OPCON_DRIFT_INTERVAL_MINUTES": "0", "OPCON_DRIFT_RETRAIN_AFTER": "2",
+                           "OPCON_METRICS_CACHE_SECONDS": "0"}) as services:
+        yield services
 
 
 @pytest.fixture(scope="module")
@@ -134,13 +127,19 @@ def test_shifted_rows_show_drift_with_the_issue_summary_shape(live, shifted):
         assert sum(spread["reference"]) == pytest.approx(1) and sum(spread["current"]) == pytest.approx(1)
 
 
-def test_report_endpoints_list_show_and_serve_html(live):
+def test_report_endpoints_list_show_and_serve_html(live, held_out, shifted):
+    before = live.get("/api/v1/reports?limit=1").json()["total"]
+    predict(live, held_out)
+    _, calm = drift_report(live, {"last_rows": WINDOW})
+    predict(live, shifted)
+    _, drifted = drift_report(live, {"last_rows": WINDOW})
     listed = live.get("/api/v1/reports?limit=1").json()
-    assert listed["total"] == 2 and len(listed["items"]) == 1
+    assert listed["total"] == before + 2 and len(listed["items"]) == 1
     newest = listed["items"][0]
-    assert newest["dataset_drift"] is True
+    assert newest["id"] == drifted["id"] and newest["dataset_drift"] is True
     older = live.get("/api/v1/reports?limit=1&offset=1").json()["items"][0]
-    assert older["dataset_drift"] is False and older["created"] < newest["created"]
+    assert older["id"] == calm["id"] and older["dataset_drift"] is False
+    assert older["created"] < newest["created"]
     page = live.get(f"/api/v1/reports/{newest['id']}/html")
     assert page.status_code == 200 and page.headers["Content-Type"].startswith("text/html")
     assert "<html" in page.text.lower() and len(page.text) > 100_000  # Evidently's page
@@ -194,12 +193,13 @@ def test_a_scheduled_report_fires_on_a_worker(live):
                 "OPCON_DRIFT_WINDOW_ROWS": str(WINDOW)}
     worker = live.start_worker()
     try:
-        deadline, scheduled = time.monotonic() + 90, []
-        while not scheduled and time.monotonic() < deadline:
+
+        def scheduled_jobs() -> list[dict]:
             jobs = live.get("/api/v1/jobs?kind=drift_report&limit=50").json()["items"]
-            scheduled = [j for j in jobs if j["reason"] == "scheduled"]
-            time.sleep(0.5)
-        assert scheduled, live.tail("worker.log")
+            return [j for j in jobs if j["reason"] == "scheduled"]
+
+        scheduled = wait_until(scheduled_jobs, 90, "a scheduled drift report is listed", interval=0.5,
+                               details=lambda: live.tail("worker.log"))
         job = live.wait_job(scheduled[-1]["id"], timeout=120)
         assert job["status"] == "succeeded", job["log_tail"]
         assert job["params"] == {"last_rows": WINDOW}

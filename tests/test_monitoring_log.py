@@ -3,16 +3,18 @@ batch Parquet files, compaction of sealed segments, and what a crash can leave b
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 import sys
 import time
 import uuid
 
+import orjson
 import pandas as pd
 import pytest
 
 from ml.config import REPO_ROOT
-from monitoring import log_files
+from monitoring import log_files, request_index
 from monitoring.prediction_log import PredictionLog
 
 
@@ -112,3 +114,90 @@ def test_segment_names_carry_host_and_pid(log):
     name = next(f.path.name for f in log.files() if f.is_segment)
     match = log_files.SEGMENT.match(name)
     assert match["host"] == log_files.host_name() and int(match["pid"]) > 0
+
+
+# -- the index of request ids ----------------------------------------------------------------------
+
+APPENDER = """
+import sys, uuid
+import pandas as pd
+from monitoring.prediction_log import PredictionLog
+log = PredictionLog(sys.argv[1], segment_bytes=4_000)
+for index in range(int(sys.argv[2])):
+    request_id = str(uuid.uuid4())
+    if index % 5 == 0:
+        log.append_frame(request_id, "1", "sklearn", pd.DataFrame({"x": [float(i) for i in range(7)]}))
+        print(request_id, 7)
+    else:
+        log.append(request_id, "1", "onnx", [{"x": float(i)} for i in range(index % 4 + 1)])
+        print(request_id, index % 4 + 1)
+"""
+
+
+def appended_by_processes(directory, processes: int = 2, requests: int = 60) -> dict[str, int]:
+    """Several processes appending at once; {request id: rows} of all they logged."""
+    running = [subprocess.Popen([sys.executable, "-c", APPENDER, str(directory), str(requests)],
+                                cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True)
+               for _ in range(processes)]
+    logged = {}
+    for process in running:
+        output, _ = process.communicate(timeout=120)
+        assert process.returncode == 0
+        logged |= {request_id: int(rows) for request_id, rows in
+                   (line.split() for line in output.splitlines())}
+    assert len(logged) == processes * requests
+    return logged
+
+
+def test_requests_appended_by_two_processes_at_once_are_found_by_id(log):
+    logged = appended_by_processes(log.directory)
+    assert log.logged_rows(logged) == logged
+    assert log.logged_rows(["no-such-request", "other"]) == {}
+    some = next(iter(logged))
+    assert log.logged_rows([some, "no-such-request", some]) == {some: logged[some]}
+    assert log.index.refresh() == 0  # every append covered its own rows: nothing was left to read
+    frame = log.read(["request_id", "row"])
+    assert frame.groupby("request_id")["row"].max().add(1).to_dict() == logged  # what the log holds
+
+
+def test_a_missing_index_is_rebuilt_from_the_log(log):
+    logged = appended_by_processes(log.directory)
+    log.append("here", "1", "onnx", rows(3))  # this process's live segment
+    log.compact()
+    for path in log.directory.glob("requests.sqlite*"):
+        path.unlink()
+    fresh = PredictionLog(log.directory)
+    assert fresh.logged_rows([*logged, "here", "unknown"]) == {**logged, "here": 3}
+    assert (log.directory / "requests.sqlite").is_file()
+    log.append("after", "1", "onnx", rows(2))  # the old object notices the new file and writes there
+    assert fresh.logged_rows(["after"]) == {"after": 2}
+
+
+def test_rows_a_dead_process_did_not_index_are_found_after_compaction(log):
+    log.append("seen", "1", "onnx", rows(1))
+    assert log.logged_rows(["seen"]) == {"seen": 1}  # the index is built and in use
+    # what a writer that died between its rows and their index entry leaves (a pid no process has)
+    stranger = log.directory / f"rows-{log_files.host_name()}-999999999-1.jsonl"
+    stranger.write_bytes(b"".join(orjson.dumps({"request_id": "lost", "row": i, "ts": time.time(),
+                                                "x": 1.0}) + b"\n" for i in range(4)))
+    assert log.logged_rows(["lost"]) == {}  # a lookup alone reads no log file
+    assert log.compact() == 1  # the worker's periodic task: converts the dead writer's segment...
+    assert log.logged_rows(["lost", "seen"]) == {"lost": 4, "seen": 1}  # ...and indexes what it missed
+
+
+def test_an_index_write_that_fails_is_caught_up_by_the_next_lookup(log, monkeypatch):
+    log.append("before", "1", "onnx", rows(2))
+    assert log.logged_rows(["before"]) == {"before": 2}  # the index is built and in use
+    monkeypatch.setattr(request_index, "BUSY_TIMEOUT_S", 0.05)
+    blocked = PredictionLog(log.directory)  # connects with the short timeout
+    holder = sqlite3.connect(log.directory / "requests.sqlite", isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+    try:
+        blocked.append("while-locked", "1", "onnx", rows(3))
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert log.read()["request_id"].tolist().count("while-locked") == 3  # the rows were logged
+    assert (log.directory / "requests.sqlite.behind").exists()
+    assert log.logged_rows(["while-locked", "before"]) == {"while-locked": 3, "before": 2}
+    assert not (log.directory / "requests.sqlite.behind").exists()

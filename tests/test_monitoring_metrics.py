@@ -13,7 +13,7 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import build_project
+from tests.helpers import build_project
 from tests.live import TOKEN, Services
 
 pytestmark = pytest.mark.live

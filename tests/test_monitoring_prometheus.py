@@ -5,60 +5,23 @@ API and answers queries about it through its HTTP API."""
 from __future__ import annotations
 
 import json
-import re
-import shutil
 import subprocess
-import time
 
 import pytest
-import requests
 import yaml
 
 from ml.config import REPO_ROOT
-from tests.conftest import build_project
-from tests.live import Services, free_port
-from tests.test_api_live import typical_record
+from tests.helpers import EXPORTED_METRICS, binary, build_project, metric_names, typical_record
+from tests.live import PrometheusServer, Services
 
 CONFIG = REPO_ROOT / "prometheus.yml"
 RULES = REPO_ROOT / "monitoring" / "alerts" / "opcon.rules.yml"
 RULE_TESTS = REPO_ROOT / "monitoring" / "alerts" / "opcon.rules.test.yml"
 API_JOB = "opcon-api"
 
-COUNTERS = {"opcon_predictions_total", "flask_http_request_total", "opcon_jobs_total"}
-HISTOGRAMS = {"opcon_prediction_latency_seconds", "flask_http_request_duration_seconds"}
-GAUGES = {"opcon_api_info", "opcon_champion_info", "opcon_drift_dataset_drift", "opcon_drift_share",
-          "opcon_drift_feature_drifted", "opcon_drift_report_timestamp_seconds",
-          "opcon_job_duration_seconds", "opcon_jobs_queued", "opcon_training_emissions_kg_co2eq",
-          "opcon_training_energy_kwh"}
-# every series name the API exports (as scraped), plus Prometheus' own `up`
-EXPORTED_METRICS = COUNTERS | GAUGES | {"up"} | {
-    f"{name}_{suffix}" for name in HISTOGRAMS for suffix in ("bucket", "count", "sum")}
 REQUIRED_ALERTS = {"OpconApiDown", "OpconApiErrorRatioHigh", "OpconPredictLatencyHigh",
                    "OpconDatasetDrift", "OpconFeatureDriftPersists", "OpconRetrainFailed"}
 SEVERITIES = {"critical", "warning", "info"}
-PROMQL_KEYWORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "bool", "and", "or",
-                   "unless", "offset", "inf", "nan"}
-
-
-def metric_names(expr: str) -> set[str]:
-    """The series names a PromQL expression (or a Grafana query) selects."""
-    text = re.sub(r'"(?:[^"\\]|\\.)*"', '""', expr)
-    text = re.sub(r"\{[^}]*\}|\[[^\]]*\]", " ", text)  # label matchers, ranges
-    text = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", " ", text)
-    names = set()
-    for match in re.finditer(r"(?<![\w.$])[A-Za-z_:][\w:]*", text):
-        followed_by = text[match.end():].lstrip()[:1]
-        if followed_by != "(" and match.group().lower() not in PROMQL_KEYWORDS:
-            names.add(match.group())
-    return names
-
-
-def binary(name: str) -> str:
-    """The path of a Prometheus binary; `make test` installs them, so a missing one is a failure."""
-    path = shutil.which(name)
-    if not path:
-        pytest.fail(f"`{name}` not found: install the Debian package `prometheus` (`make system-packages`)")
-    return path
 
 
 def promtool(*args: str) -> str:
@@ -116,59 +79,6 @@ def test_every_alert_has_a_firing_and_a_quiet_unit_test():
         assert outcomes == {True, False}, f"{name}: firing and not firing cases needed"
 
 
-class PrometheusServer:
-    """The real Prometheus on a loopback port, on a copy of prometheus.yml aimed at one API."""
-
-    def __init__(self, tmp_path, api_target: str):
-        config = yaml.safe_load(CONFIG.read_text())
-        config["global"].update(scrape_interval="1s", evaluation_interval="1s")
-        config["rule_files"] = [str((REPO_ROOT / path).resolve()) for path in config["rule_files"]]
-        config.pop("alerting")  # no Alertmanager here
-        for job in config["scrape_configs"]:
-            job["static_configs"] = [{"targets": [api_target]}]
-        path = tmp_path / "prometheus.yml"
-        path.write_text(yaml.safe_dump(config))
-        self.url = f"http://127.0.0.1:{free_port()}"
-        self.log = tmp_path / "prometheus.log"
-        with open(self.log, "wb") as log:
-            self.process = subprocess.Popen(
-                [binary("prometheus"), f"--config.file={path}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-                 f"--web.listen-address={self.url.removeprefix('http://')}"],
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        self._wait(lambda: requests.get(f"{self.url}/-/ready", timeout=2).status_code == 200, "ready")
-
-    def _wait(self, condition, what: str, timeout: float = 30):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                if result := condition():
-                    return result
-            except requests.RequestException:
-                pass
-            time.sleep(0.3)
-        raise AssertionError(f"Prometheus: not {what} in {timeout} s\n{self.log.read_text()[-3000:]}")
-
-    def api(self, path: str, **params) -> dict:
-        body = requests.get(f"{self.url}/api/v1/{path}", params=params, timeout=5).json()
-        assert body["status"] == "success", body
-        return body["data"]
-
-    def scalar(self, query: str) -> float | None:
-        result = self.api("query", query=query)["result"]
-        return float(result[0]["value"][1]) if result else None
-
-    def wait_value(self, query: str, expected: float) -> None:
-        self._wait(lambda: self.scalar(query) == expected, f"{query} == {expected}")
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-
-
 @pytest.fixture(scope="module")
 def scraped(module_state, tmp_path_factory):
     """A live API (gunicorn, 2 workers) with a champion, and Prometheus scraping it every second."""
@@ -224,7 +134,10 @@ def test_the_rules_are_loaded_evaluated_and_quiet_on_a_healthy_api(scraped):
     rules = prometheus._wait(evaluated_rules, "evaluating its rules")
     assert {rule["name"] for rule in rules} == {rule["alert"] for rule in alert_rules()}
     assert {rule["name"]: rule["health"] for rule in rules} == {rule["name"]: "ok" for rule in rules}
-    time.sleep(2)  # a few evaluations on the scraped series
+    # evaluated again, a whole second later, on the scraped series (UTC to the second: ordered as text)
+    seen = max(rule["lastEvaluation"][:19] for rule in rules)
+    prometheus._wait(lambda: (again := evaluated_rules()) and all(
+        rule["lastEvaluation"][:19] > seen for rule in again), "evaluating its rules again")
     assert prometheus.api("alerts")["alerts"] == []
 
 

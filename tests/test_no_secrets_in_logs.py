@@ -29,7 +29,7 @@ import sqlalchemy as sa
 
 from control_api import db
 from ml.config import REPO_ROOT
-from tests.conftest import build_project
+from tests.helpers import build_project
 from tests.live import TOKEN, Services
 
 pytestmark = pytest.mark.live

@@ -6,7 +6,7 @@ the console keeps it (AppTest has no browser cookies). Their accounts are made w
 The back end asks for an admin's approval before a better challenger replaces the champion.
 
 The tests run in file order: the later ones register versions, promote one and roll back, start (then
-cancel) a retrain and run one to its approval.
+cancel) a retrain and run one to its approval; the last adds a data batch through its job.
 """
 
 from __future__ import annotations
@@ -30,8 +30,7 @@ from ml.config import REPO_ROOT
 from ml.generate import generate
 from monitoring.prediction_log import PredictionLog
 from tests.e2e.servers import PASSWORD, add_user, console_env, sign_in, start_backend
-from tests.live import free_port
-from tests.test_monitoring_prometheus import PrometheusServer
+from tests.live import PrometheusServer, free_port
 from ui.api_client import ApiClient
 from ui.components import access, audit_trail, drift_view, service_metrics, session
 from ui.components.session_cookie import NAME as COOKIE
@@ -501,6 +500,16 @@ def test_data_pull_runs_as_a_job_and_reports_the_version(backend):
     assert any(f"Pulled data version `{pulled}`" in s.value for s in app.success)
 
 
+def published_steps(backend, kind: str) -> list[str]:
+    kinds = backend.get("/api/v1/jobs/kinds").json()["kinds"]
+    return next(entry["steps"] for entry in kinds if entry["kind"] == kind)
+
+
+def in_order(text: str, names: list[str]) -> bool:
+    positions = [text.find(name) for name in names]
+    return -1 not in positions and positions == sorted(positions)
+
+
 # -- retrain, jobs, promotion ------------------------------------------------------------------
 
 def test_retrain_starts_exactly_one_job_and_a_reopened_page_finds_it(backend):
@@ -520,6 +529,9 @@ def test_retrain_starts_exactly_one_job_and_a_reopened_page_finds_it(backend):
     assert reopened.session_state["retrain_job_id"] == job_id
     assert any(f"`{job_id[:8]}`" in m.value and "retrain job" in m.value for m in reopened.markdown)
     assert len(reopened.get("progress")) == 1
+    steps = published_steps(backend, "retrain")  # drawn from GET /jobs/kinds, in the worker's order
+    assert any(in_order(m.value, steps) and " → " in m.value for m in reopened.markdown)
+    assert any(" → ".join(steps) in c.value for c in reopened.caption)
 
     assert backend.post(f"/api/v1/jobs/{job_id}/cancel").status_code == 200  # spare the CPU
     assert backend.wait_job(job_id)["status"] == "cancelled"
@@ -925,3 +937,26 @@ def test_service_reads_prometheus_when_it_is_configured(backend, api_schema, tmp
             assert service_metrics.quantile(q, reading.latency) == pytest.approx(theirs)
     finally:
         prometheus.stop()
+
+
+# -- data, once more: the last test, as a new data version changes what a retrain above trains on --
+
+def test_a_valid_batch_is_added_by_a_job_the_page_follows(backend):
+    before = backend.get("/api/v1/datasets").json()
+    app = open_page("data", ENGINEER)
+    frame = generate(30, 14, first_id=400_001)
+    app.file_uploader(key="dataset_file").set_value(("week-9.csv", frame.to_csv(index=False).encode(),
+                                                     "text/csv")).run()
+    button(app, "Validate and add as a new version").click().run()
+    assert not app.exception and errors(app) == []
+    job_id = app.session_state["dataset_upload_job_id"]  # the page follows the job, not the request
+    job = backend.wait_job(job_id, timeout=180)
+    assert job["kind"] == "dataset_upload" and job["status"] == "succeeded", job
+    app.run()
+    assert not app.exception
+    added = job["result"]["data_version"][:10]
+    assert any(f"Added: data version `{added}`" in s.value and "Retrain to use it" in s.value
+               for s in app.success)
+    table = app.dataframe[0].value
+    assert len(table) == len(before["versions"]) + 1 and table["current"][0] == "●"
+    assert table["data version"][0] == added

@@ -93,6 +93,7 @@ class ApiClient:
         self.base_url = base_url or api_url()
         self.token = token
         self.session = requests.Session()
+        self._catalogue: dict | None = None  # GET /jobs/kinds, kept for the client's life
         if self.token:
             self.session.headers["Authorization"] = f"Bearer {self.token}"
 
@@ -200,9 +201,12 @@ class ApiClient:
     def datasets(self) -> dict:
         return self._json("GET", "/api/v1/datasets")
 
-    def upload_dataset(self, content: bytes, file_name: str) -> dict:
-        return self._json("POST", "/api/v1/datasets", timeout=SLOW,
-                          files={"file": (file_name, content, "text/csv")})
+    def upload_dataset(self, content: bytes, file_name: str) -> tuple[dict, bool]:
+        """(job, created): the batch is validated at once (422 naming the fields, nothing changed),
+        then a `dataset_upload` job adds it. A 409 means an upload job is already queued or
+        running: that one (this batch was not kept)."""
+        return self._job_started(lambda: self._json("POST", "/api/v1/datasets", timeout=SLOW,
+                                                    files={"file": (file_name, content, "text/csv")}))
 
     # -- jobs ----------------------------------------------------------------------------------
 
@@ -210,8 +214,12 @@ class ApiClient:
                   params: dict | None = None) -> tuple[dict, bool]:
         """(job, created): a 409 means one of this kind is already queued or running; that one."""
         body = {"kind": kind, "reason": reason, **({"params": params} if params else {})}
+        return self._job_started(lambda: self._json("POST", "/api/v1/jobs", json=body))
+
+    @staticmethod
+    def _job_started(start) -> tuple[dict, bool]:
         try:
-            return self._json("POST", "/api/v1/jobs", json=body), True
+            return start(), True
         except ApiRejectedError as error:
             if error.status == 409 and isinstance(error.body.get("job"), dict):
                 return error.body["job"], False
@@ -222,10 +230,24 @@ class ApiClient:
         query = {"kind": kind, "status": status, "limit": limit, "offset": offset}
         return self._json("GET", "/api/v1/jobs", params={k: v for k, v in query.items() if v is not None})
 
+    def job_catalogue(self, refresh: bool = False) -> dict:
+        """GET /jobs/kinds, fetched once per client: {"kinds": [{"kind", "description",
+        "started_by", "params", "steps"}], "states": {"active", "final"}}."""
+        if refresh or self._catalogue is None:
+            self._catalogue = self._json("GET", "/api/v1/jobs/kinds")
+        return self._catalogue
+
+    def job_steps(self, kind: str) -> list[str]:
+        """The steps the worker runs for `kind`, in order (asked again for a kind not known yet)."""
+        for refresh in (False, True):
+            for entry in self.job_catalogue(refresh)["kinds"]:
+                if entry["kind"] == kind:
+                    return list(entry["steps"])
+        return []
+
     def job_kinds(self) -> list[str]:
-        """The kinds of job the API runs, as its OpenAPI spec lists them."""
-        spec = self._json("GET", "/openapi.json")
-        return list(spec["components"]["schemas"]["JobKind"]["properties"]["kind"].get("enum", []))
+        """The kinds of job the API runs."""
+        return [entry["kind"] for entry in self.job_catalogue()["kinds"]]
 
     def job(self, job_id: str) -> dict:
         return self._json("GET", f"/api/v1/jobs/{job_id}")

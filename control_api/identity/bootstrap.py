@@ -12,12 +12,19 @@ import secrets
 import sys
 from pathlib import Path
 
+from pydantic import SecretStr
+
 from control_api import db
 from control_api.identity.passwords import MIN_LENGTH
 from control_api.identity.store import IdentityError, IdentityStore
 from control_api.settings import from_env
+from ml.config import EnvSettings, SettingsError
 
 ADMIN = "admin"
+
+
+class BootstrapSettings(EnvSettings):
+    admin_password: SecretStr | None = None  # OPCON_ADMIN_PASSWORD: the first admin's password
 
 
 def password_path(state_dir: Path) -> Path:
@@ -49,10 +56,15 @@ def ensure_admin(store: IdentityStore, state_dir: Path, password: str | None = N
 
 
 def main() -> int:
-    settings = from_env()
-    store = IdentityStore(db.connect(settings.database_url))
     try:
-        created = ensure_admin(store, settings.state_dir, os.environ.get("OPCON_ADMIN_PASSWORD"))
+        settings, given = from_env(), BootstrapSettings.load()
+    except SettingsError as error:
+        print(error, file=sys.stderr)
+        return 2
+    store = IdentityStore(db.connect(settings.database_url))
+    password = given.admin_password.get_secret_value() if given.admin_password else None
+    try:
+        created = ensure_admin(store, settings.state_dir, password)
     except ValueError as error:
         print(error, file=sys.stderr)
         return 2

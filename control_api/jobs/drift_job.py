@@ -14,8 +14,8 @@ import pandas as pd
 import sqlalchemy as sa
 
 from control_api.db import feedback
-from control_api.jobs.runner import Job, Step, StepFailedError
-from control_api.models import DriftWindow
+from control_api.jobs.job import Job, Step, StepFailedError, bind
+from control_api.jobs.kinds import DriftWindow
 from control_api.settings import Settings
 from ml import params as params_module
 from monitoring import drift, drift_html, quality
@@ -50,12 +50,12 @@ class DriftReport:
                       **{v: drift.NUMERIC for k, v in self.outputs.items() if k != "label"}}
 
     def steps(self) -> list[Step]:
-        return [("read predictions", self._timed("read", self.read)),
-                ("reference", self._timed("reference", self.load_reference)),
-                ("compare", self._timed("compare", self.compare)),
-                ("html report", self._timed("html", self.render)),
-                ("store", self._timed("store", self.store)),
-                ("retrain policy", self.policy)]
+        return bind("drift_report", [self._timed("read", self.read),
+                                     self._timed("reference", self.load_reference),
+                                     self._timed("compare", self.compare),
+                                     self._timed("html", self.render),
+                                     self._timed("store", self.store),
+                                     self.policy])
 
     def _timed(self, name: str, action):
         def step(job: Job):

@@ -15,9 +15,6 @@ import sqlalchemy as sa
 from control_api.audit import AuditLog
 from control_api.db import job_locks, jobs, row_dict
 
-KINDS = ("retrain", "data_pull", "validate", "drift_report")
-ACTIVE = ("queued", "running")
-FINAL = ("succeeded", "failed", "cancelled", "interrupted")
 LOG_LIMIT = 200_000  # characters kept per job; the oldest are dropped first
 
 
@@ -44,10 +41,11 @@ class JobStore:
 
     # -- the API side --------------------------------------------------------------------------
     def submit(self, kind: str, params: dict, reason: str, requested_by: str | None = None,
-               requested_role: str | None = None) -> tuple[dict, bool]:
+               requested_role: str | None = None, *, job_id: str | None = None) -> tuple[dict, bool]:
         """Queue a job, or return the active job of that kind (created=False): single flight.
-        `requested_by` is who asked (a user, or a policy); a promotion the job makes is theirs."""
-        job_id = str(uuid.uuid4())
+        `requested_by` is who asked (a user, or a policy); a promotion the job makes is theirs.
+        `job_id`: an id chosen beforehand (a file the job reads is named after it)."""
+        job_id = job_id or str(uuid.uuid4())
         try:
             with self.engine.begin() as conn:
                 conn.execute(job_locks.insert().values(kind=kind, job_id=job_id))
@@ -59,7 +57,8 @@ class JobStore:
             active = self.active(kind)
             if active is not None:
                 return active, False
-            return self.submit(kind, params, reason, requested_by, requested_role)  # holder finished
+            return self.submit(kind, params, reason, requested_by, requested_role,
+                               job_id=job_id)  # the holder finished
         if self.queue is not None:
             self.queue.run_job(job_id)
         return self.get(job_id), True

@@ -9,27 +9,14 @@ from __future__ import annotations
 import json
 import os
 import socket
-import subprocess
-import sys
 import threading
-import time
-from collections.abc import Callable
 
-from filelock import FileLock
-
+from control_api.jobs import tasks
+from control_api.jobs.job import CancelledError, Job, Step, StepFailedError
 from control_api.jobs.records import JobStore
 from control_api.settings import Settings
-from ml.registry import ACTOR_VARIABLE
-from ml.versioning import tool_env
 
-
-class CancelledError(Exception):
-    pass
-
-
-class StepFailedError(Exception):
-    pass
-
+__all__ = ["CancelledError", "Job", "Step", "StepFailedError", "configure", "execute", "run_steps"]
 
 _context: dict = {}
 
@@ -46,49 +33,6 @@ def _ensure_context() -> None:
 
         settings = from_env()
         configure(settings, JobStore(db.connect(settings.database_url)))
-
-
-class Job:
-    """The running job as its steps see it."""
-
-    def __init__(self, job_id: str, store: JobStore, settings: Settings):
-        self.id, self.store, self.settings = job_id, store, settings
-        record = store.get(job_id) or {}
-        self.requested_by, self.requested_role = record.get("requested_by"), record.get("requested_role")
-
-    def log(self, text: str) -> None:
-        self.store.append_log(self.id, text if text.endswith("\n") else text + "\n")
-
-    def dvc(self, *args: str) -> str:
-        """A DVC command in the project, its output streamed into the job log."""
-        lock = FileLock(self.settings.state_dir / "locks" / "dvc.lock")
-        (self.settings.state_dir / "locks").mkdir(parents=True, exist_ok=True)
-        with lock:
-            return self._stream([sys.executable, "-m", "dvc", *args])
-
-    def _stream(self, command: list[str]) -> str:
-        self.log("$ " + " ".join(["dvc", *command[3:]]))
-        env = {**tool_env(), ACTOR_VARIABLE: self.requested_by or "unknown"}
-        process = subprocess.Popen(command, cwd=self.settings.project_dir, env=env,
-                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        output, pending, flushed = [], [], time.monotonic()
-        for line in process.stdout:
-            output.append(line)
-            pending.append(line)
-            if time.monotonic() - flushed > 1.0:
-                self.log("".join(pending))
-                pending, flushed = [], time.monotonic()
-        process.wait()
-        self.log("".join(pending))
-        if process.returncode != 0:
-            lines = [line.strip() for line in output if line.strip()]
-            reason = next((line for line in reversed(lines) if line.startswith("ERROR")), None)
-            detail = "\n".join(lines[-12:])
-            raise StepFailedError(f"`dvc {' '.join(command[3:])}` failed: {reason or detail}")
-        return "".join(output)
-
-
-Step = tuple[str, Callable[[Job], dict | None]]
 
 
 def _heartbeat(job: Job, stop: threading.Event) -> None:
@@ -108,8 +52,6 @@ def run_steps(job: Job, steps: list[Step]) -> dict:
 
 
 def execute(job_id: str) -> None:
-    from control_api.jobs import tasks
-
     _ensure_context()
     store: JobStore = _context["store"]
     settings: Settings = _context["settings"]
@@ -120,7 +62,8 @@ def execute(job_id: str) -> None:
     stop = threading.Event()
     threading.Thread(target=_heartbeat, args=(job, stop), daemon=True).start()
     try:
-        result = run_steps(job, tasks.steps(record["kind"], record["params"] or {}, settings))
+        with tasks.plan(record["kind"], record["params"] or {}, settings, job_id) as steps:
+            result = run_steps(job, steps)
     except CancelledError as error:
         job.log(str(error))
         store.finish(job_id, "cancelled", error=str(error))

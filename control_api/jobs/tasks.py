@@ -1,12 +1,15 @@
-"""What each kind of job does, as a list of named steps."""
+"""What each kind of job does: an action for each step the catalogue (kinds.py) names."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 
-from control_api import champion_history
+from control_api import champion_history, datasets
 from control_api.approvals import ApprovalStore
-from control_api.jobs.runner import Job, Step
+from control_api.jobs.dataset_job import UploadJob
+from control_api.jobs.job import Job, Step, bind
 from control_api.settings import Settings
 from ml import params as params_module
 from ml.versioning import data_version
@@ -14,13 +17,15 @@ from ml.versioning import data_version
 
 def _pull(job: Job) -> dict:
     job.dvc("pull")
-    params = params_module.load(job.settings.project_dir)
-    return {"data_version": data_version(job.settings.project_dir / params.dataset.raw)}
+    project = job.settings.project_dir
+    params = params_module.load(project)
+    datasets.record(job.store.engine, project, params, "dvc pull")  # a version new to the records
+    return {"data_version": data_version(project / params.dataset.raw)}
 
 
 def _validate(job: Job) -> dict:
     try:
-        job.dvc("repro", "validate")
+        job.stages("validate", fallback=(("repro", "validate"),))
     finally:
         path = job.settings.project_dir / "data" / "validation.json"
         report = json.loads(path.read_text()) if path.exists() else {}
@@ -29,8 +34,8 @@ def _validate(job: Job) -> dict:
 
 
 def _train(job: Job) -> dict:
-    job.dvc("repro", "prepare")
-    job.dvc("repro", "--force", "--single-item", "train")
+    job.stages("prepare", "train",
+               fallback=(("repro", "prepare"), ("repro", "--force", "--single-item", "train")))
     trained = json.loads((job.settings.project_dir / "models" / "train_run.json").read_text())
     return {"run_id": trained["run_id"], "val_metrics": {
         k: v for k, v in trained["metrics"].items() if k.startswith("val_")},
@@ -38,7 +43,7 @@ def _train(job: Job) -> dict:
 
 
 def _register(job: Job) -> dict:
-    job.dvc("repro", "--force", "--single-item", "evaluate")
+    job.stages("evaluate", fallback=(("repro", "--force", "--single-item", "evaluate"),))
     outcome = json.loads((job.settings.project_dir / "metrics" / "evaluate.json").read_text())
     name = params_module.load(job.settings.project_dir).registry.model_name
     previous = outcome.get("champion_version")
@@ -67,16 +72,24 @@ def _push(job: Job) -> dict:
     return {}
 
 
-def steps(kind: str, params: dict, settings: Settings) -> list[Step]:
+@contextlib.contextmanager
+def plan(kind: str, params: dict, settings: Settings, job_id: str) -> Iterator[list[Step]]:
+    """The job's steps while it runs; what the job leaves behind is tidied when it ends."""
     if kind == "retrain":
-        return [("pull", _pull), ("validate", _validate), ("train", _train),
-                ("register and promote", _register), ("push", _push)]
-    if kind == "data_pull":
-        return [("pull", _pull)]
-    if kind == "validate":
-        return [("validate", _validate)]
-    if kind == "drift_report":
-        from control_api.jobs.drift_job import DriftReport
+        yield bind(kind, [_pull, _validate, _train, _register, _push])
+    elif kind == "data_pull":
+        yield bind(kind, [_pull])
+    elif kind == "validate":
+        yield bind(kind, [_validate])
+    elif kind == "drift_report":
+        from control_api.jobs.drift_job import DriftReport  # scikit-learn and more: only for this kind
 
-        return DriftReport(params, settings).steps()
-    raise ValueError(f"unknown job kind `{kind}`")
+        yield DriftReport(params, settings).steps()
+    elif kind == "dataset_upload":
+        upload = UploadJob(params, settings, job_id)
+        try:
+            yield upload.steps()
+        finally:
+            upload.discard()
+    else:
+        raise ValueError(f"unknown job kind `{kind}`")

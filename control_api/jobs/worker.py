@@ -23,6 +23,8 @@ from control_api.jobs.policy import schedule_drift_report
 from control_api.jobs.queue import make_queue
 from control_api.jobs.records import JobStore
 from control_api.settings import Settings, from_env
+from ml import config as ml_config
+from ml import in_process
 from monitoring.prediction_log import PredictionLog
 
 log = logging.getLogger("opcon.worker")
@@ -55,6 +57,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     settings = from_env()
+    ml_config.use(settings.ml)  # this process's stages and registry calls use these settings
+    in_process.preload()  # the stages' libraries, imported once before any job thread starts
     queue = make_queue(settings)
     store = JobStore(db.connect(settings.database_url), queue)
     runner.configure(settings, store)

@@ -27,11 +27,10 @@ def blueprint(services) -> SecuredBlueprint:
         problems = [{"field": f"items[{i}].label", "problem": f"not a class of `{target.name}`; "
                      f"allowed: {', '.join(classes)}", "value": item.label}
                     for i, item in enumerate(body.items) if str(item.label) not in classes]
-        logged = services.predictions.read()
-        known = set(zip(logged["request_id"], logged["row"], strict=True)) if len(logged) else set()
+        logged = services.predictions.logged_rows(item.request_id for item in body.items)
         problems += [{"field": f"items[{i}].request_id", "problem": "no logged prediction with "
                       f"this request id and row {item.row}", "value": item.request_id}
-                     for i, item in enumerate(body.items) if (item.request_id, item.row) not in known]
+                     for i, item in enumerate(body.items) if item.row >= logged.get(item.request_id, 0)]
         if problems:
             raise invalid(problems)
         stamp = datetime.now(UTC)

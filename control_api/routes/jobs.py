@@ -1,4 +1,4 @@
-"""Background jobs: start, follow, list, cancel."""
+"""Background jobs: what kinds there are, start, follow, list, cancel."""
 
 from __future__ import annotations
 
@@ -8,19 +8,17 @@ from pydantic import ValidationError
 
 from control_api.errors import APIError, invalid, pydantic_details
 from control_api.identity.routing import SecuredBlueprint
-from control_api.models import (
-    DriftWindow,
-    ErrorBody,
-    JobKind,
-    JobOut,
-    JobPage,
-    JobPath,
-    JobQuery,
-    JobRef,
-)
+from control_api.jobs.kinds import ACTIVE, KINDS, catalogue
+from control_api.models import ErrorBody, JobCatalogue, JobKind, JobOut, JobPage, JobPath, JobQuery, JobRef
 
-TAG = Tag(name="jobs", description="Retrain, data pull, validation and drift reports in the background")
+TAG = Tag(name="jobs", description="Retrain, data pull, validation, drift reports and dataset uploads "
+                                   "in the background")
 LOG_TAIL = 4_000
+
+
+def location(job: dict) -> dict:
+    """The header of an answer that started a job: where to follow it."""
+    return {"Location": f"/api/v1/jobs/{job['id']}"}
 
 
 def present(job: dict) -> dict:
@@ -34,19 +32,19 @@ def present(job: dict) -> dict:
 def blueprint(services) -> SecuredBlueprint:
     bp = SecuredBlueprint("jobs", __name__, abp_tags=[TAG],
                       abp_responses={401: ErrorBody, 422: ErrorBody})
-    store = services.jobs
-    default_rows = services.settings.drift_window_rows
+    store, settings = services.jobs, services.settings
 
     def job_params(body: JobKind) -> dict:
-        if body.kind == "drift_report":
-            try:
-                return DriftWindow.model_validate(body.params).as_params(default_rows)
-            except ValidationError as error:
-                raise invalid(pydantic_details(error.errors(), prefix="params")) from None
-        if body.params:
-            raise APIError(422, f"`{body.kind}` takes no params",
-                           [{"field": "params", "problem": "must be empty for this kind"}])
-        return {}
+        model = KINDS[body.kind].params
+        if model is None:
+            if body.params:
+                raise APIError(422, f"`{body.kind}` takes no params",
+                               [{"field": "params", "problem": "must be empty for this kind"}])
+            return {}
+        try:
+            return model.model_validate(body.params).as_params(settings)
+        except ValidationError as error:
+            raise invalid(pydantic_details(error.errors(), prefix="params")) from None
 
     def found(job_id: str) -> dict:
         job = store.get(job_id)
@@ -56,7 +54,8 @@ def blueprint(services) -> SecuredBlueprint:
 
     @bp.post("/jobs", permission="jobs:start", responses={202: JobOut, 409: JobRef, 422: ErrorBody})
     def start(body: JobKind):
-        """Start a job. While one of the same kind is queued or running, answers 409 with it.
+        """Start a job (202, `Location` names it). While one of the same kind is queued or running,
+        answers 409 with it. GET /jobs/kinds lists the kinds, their params and steps.
 
         `retrain`, `data_pull` and `validate` take no params: they run the pipeline as params.yaml
         and the current data describe it. `drift_report` compares a window of the prediction log
@@ -70,7 +69,13 @@ def blueprint(services) -> SecuredBlueprint:
         if not created:
             return jsonify({"error": f"a {body.kind} job is already {job['status']}",
                             "details": [], "job": present(job)}), 409
-        return jsonify(present(job)), 202
+        return jsonify(present(job)), 202, location(job)
+
+    @bp.get("/jobs/kinds", permission="read", responses={200: JobCatalogue})
+    def kinds():
+        """Every kind of job: what it does, the request that starts it, the params it takes (JSON
+        Schema) and the steps the worker runs, in order; and which states are active or final."""
+        return catalogue()
 
     @bp.get("/jobs", permission="read", responses={200: JobPage, 422: ErrorBody})
     def list_jobs(query: JobQuery):
@@ -96,7 +101,7 @@ def blueprint(services) -> SecuredBlueprint:
         """Cancel a queued job now, a running one at its next step boundary."""
         g.audit_target = f"job:{path.job_id}"
         job = found(path.job_id)
-        if job["status"] not in ("queued", "running"):
+        if job["status"] not in ACTIVE:
             raise APIError(409, f"job is {job['status']}: nothing to cancel")
         return present(store.cancel(path.job_id))
 

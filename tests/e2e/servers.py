@@ -1,6 +1,6 @@
 """The console's back end and front end on free loopback ports, for UI tests and the UI benchmark.
 
-`Backend`: a trained project (tests/conftest.py `build_project` + `dvc repro`) served by the API
+`Backend`: a trained project (tests/helpers.py `build_project` + `dvc repro`) served by the API
 under gunicorn with one job worker (tests/live.py `Services`). `Console`: `streamlit run
 ui/streamlit_app.py` pointed at that API. `chromium`: Debian's Chromium driven by Playwright.
 """
@@ -14,14 +14,13 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import requests
 
 from ml.config import REPO_ROOT
-from tests.conftest import build_project
-from tests.live import Services, free_port
+from tests.helpers import build_project
+from tests.live import Services, free_port, wait_until
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -90,18 +89,19 @@ class Console:
              "--server.port", str(self.port), "--server.address", "127.0.0.1",
              "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
             cwd=REPO_ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+
+        def healthy() -> bool:
             if self.process.poll() is not None:
                 raise AssertionError(f"streamlit exited:\n{self.tail()}")
-            try:
-                if requests.get(f"{self.url}/_stcore/health", timeout=2).text == "ok":
-                    return self
-            except requests.RequestException:  # not listening yet
-                pass
-            time.sleep(0.3)
-        self.stop()
-        raise AssertionError(f"streamlit did not start:\n{self.tail()}")
+            return requests.get(f"{self.url}/_stcore/health", timeout=2).text == "ok"
+
+        try:
+            wait_until(healthy, timeout, "streamlit answers its health check", interval=0.3,
+                       details=self.tail)
+        except AssertionError:
+            self.stop()
+            raise
+        return self
 
     def tail(self, lines: int = 40) -> str:
         text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

@@ -8,10 +8,9 @@ import streamlit as st
 from ui.components import formatting
 from ui.components.access import can
 from ui.components.errors import guarded
-from ui.components.job_progress import STATUS_ICONS, is_active
+from ui.components.job_progress import STATUS_ICONS, is_active, statuses
 from ui.components.session import api, job_kinds
 
-STATUSES = list(STATUS_ICONS)
 PAGE_SIZE = 25
 REFRESH_SECONDS = 5
 COLOURS = {"succeeded": "#d3f2dc", "failed": "#f9d6d9", "running": "#d4e9fb", "queued": "#fdf1c7",
@@ -46,7 +45,7 @@ def show_table(items: list[dict]) -> None:
 def job_details(job: dict) -> None:
     times = " · ".join(f"{what} {formatting.when(job.get(f'{what}_at'))}"
                        for what in ("created", "started", "finished"))
-    st.markdown(f"**{STATUS_ICONS[job['status']]} {job['kind']} `{job['id']}` — {job['status']}**  \n"
+    st.markdown(f"**{STATUS_ICONS.get(job['status'], '')} {job['kind']} `{job['id']}` — {job['status']}**  \n"
                 f"{times} · reason: {job.get('reason') or '—'}")
     if job.get("error"):
         st.error(job["error"], icon=":material/error:")
@@ -83,12 +82,12 @@ def listing(kind: str | None, status: str | None, page: int) -> None:
 
 
 st.title("Jobs")
-st.caption("Everything the job workers ran or are running — retrains, data pulls, validations — "
-           "with their status, duration and log.")
+st.caption("Everything the job workers ran or are running — retrains, data pulls, validations, drift "
+           "reports, dataset uploads — with their status, duration and log.")
 kind_column, status_column, page_column = st.columns([2, 2, 1])
 kind = kind_column.selectbox("Kind", [None, *job_kinds()], key="job_kind",
                              format_func=lambda k: k or "all kinds")
-status = status_column.selectbox("Status", [None, *STATUSES], key="job_status",
+status = status_column.selectbox("Status", [None, *statuses()], key="job_status",
                                  format_func=lambda s: s or "any status")
 page = page_column.number_input("Page", min_value=1, value=1, step=1, key="job_page")
 listing(kind, status, int(page))

@@ -8,7 +8,7 @@ import streamlit as st
 from ui.components import formatting
 from ui.components.access import can
 from ui.components.approvals import pending_approvals
-from ui.components.job_progress import follow_job, is_active, log_tail, remembered_job, step_tracker
+from ui.components.job_progress import follow_job, is_active, log_tail, remembered_job, step_tracker, steps_of
 from ui.components.promotion import promotion_controls
 from ui.components.session import api
 
@@ -117,8 +117,8 @@ def outcome(job: dict, listing: dict) -> None:
 
 
 st.title("Retrain")
-st.caption("Retrain on the current data in one click: pull → validate → train → register and promote → "
-           "push. The new version replaces the champion only when it is measurably better.")
+st.caption(f"Retrain on the current data in one click: {' → '.join(steps_of('retrain'))}. The new version "
+           "replaces the champion only when it is measurably better.")
 listing = api().models()
 button, status = st.columns([1, 3], vertical_alignment="center")
 if button.button("Retrain now", type="primary", icon=":material/model_training:", width="stretch"):

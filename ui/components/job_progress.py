@@ -1,4 +1,8 @@
-"""A job as it runs: its steps, a progress bar and the log tail, polled without blocking the page."""
+"""A job as it runs: its steps, a progress bar and the log tail, polled without blocking the page.
+
+The steps of each kind, and which states are active, are the API's (GET /jobs/kinds, fetched once
+per session by the client): a new kind or step shows without a console change.
+"""
 
 from __future__ import annotations
 
@@ -9,15 +13,8 @@ from ui.components import formatting
 from ui.components.errors import guarded
 from ui.components.session import api
 
-ACTIVE = ("queued", "running")
 POLL_SECONDS = 1.0
 LOG_LINES = 10  # what fits the panel without scrolling
-STEPS = {  # the order the worker runs them in (control API, jobs/tasks.py)
-    "retrain": ["pull", "validate", "train", "register and promote", "push"],
-    "data_pull": ["pull"],
-    "validate": ["validate"],
-    "drift_report": ["read predictions", "reference", "compare", "html report", "store", "retrain policy"],
-}
 STATUS_ICONS = {  # Markdown (material icons render without emoji fonts)
     "queued": ":orange[:material/schedule:]", "running": ":blue[:material/autorenew:]",
     "succeeded": ":green[:material/check_circle:]", "failed": ":red[:material/cancel:]",
@@ -39,8 +36,18 @@ def remembered_job(state_key: str) -> dict | None:
         return None
 
 
+def steps_of(kind: str) -> list[str]:
+    """The steps the worker runs for `kind`, in order, as the API publishes them."""
+    return api().job_steps(kind)
+
+
+def statuses() -> list[str]:
+    states = api().job_catalogue()["states"]
+    return [*states["active"], *states["final"]]
+
+
 def is_active(job: dict | None) -> bool:
-    return bool(job) and job["status"] in ACTIVE
+    return bool(job) and job["status"] in api().job_catalogue()["states"]["active"]
 
 
 def log_tail(job: dict, lines: int = LOG_LINES) -> str:
@@ -49,7 +56,7 @@ def log_tail(job: dict, lines: int = LOG_LINES) -> str:
 
 def step_tracker(job: dict) -> str:
     """Markdown: each step with a done / current / pending mark, in order."""
-    steps = STEPS.get(job["kind"], [job["step"]] if job.get("step") else [])
+    steps = steps_of(job["kind"]) or ([job["step"]] if job.get("step") else [])
     current = steps.index(job["step"]) if job.get("step") in steps else -1
     finished = job["status"] == "succeeded"
     marks = []
@@ -89,3 +96,18 @@ def follow_job(state_key: str) -> None:
     if not is_active(job):
         st.rerun()  # the page shows the outcome, and stops polling
     progress_panel(job)
+
+
+def job_outcome(state_key: str, what: str, succeeded, failed_note: str = "") -> None:
+    """The job whose id is in st.session_state[state_key]: followed while it runs, then its outcome,
+    `succeeded(job)` in words or, for any other end, why (`what`: "upload", "pull", ...)."""
+    job = remembered_job(state_key)
+    if job is None:
+        return
+    if is_active(job):
+        follow_job(state_key)
+    elif job["status"] == "succeeded":
+        st.success(succeeded(job), icon=":material/check_circle:")
+    else:
+        st.error(f"The {what} {job['status']}: {job.get('error') or 'no reason given'}.{failed_note}",
+                 icon=":material/error:")
