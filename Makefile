@@ -98,6 +98,7 @@ bench: data system-packages ## benchmarks (figures printed side by side)
 	$(PY) bench/pipeline.py
 	$(PY) bench/serve.py
 	$(PY) bench/drift.py
+	$(PY) bench/feedback.py
 	$(PY) bench/ui.py
 
 screenshots: data system-packages ## regenerate docs/screenshots with the browser test
