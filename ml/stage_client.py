@@ -73,3 +73,14 @@ def _wait(reader, child: int) -> int:
         print("the stage host stopped while it ran this stage", file=sys.stderr)
         return 1
     return int(answer["exit"])
+
+
+def main(stage: str, work) -> int:
+    """The body of `python -m ml.<stage>`: the stage handed to a warm host, or else `work()` (the
+    stage's Stage, imported only then) run here. Its exit code."""
+    hosted = run_remotely(stage, Path.cwd())
+    if hosted is not None:
+        return hosted
+    from ml.stage import run_stage
+
+    return run_stage(work())

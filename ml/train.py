@@ -1,24 +1,16 @@
 """Stage `train`: fit the scikit-learn pipeline, choose the threshold, log everything to MLflow.
-
-What `python -m ml.train` (dvc.yaml) runs; the work is ml.training's, done by a
-warm stage host when one runs (ml.stage_host).
 """
 
 import sys
-from pathlib import Path
 
 from ml import stage_client
 
 
-def main() -> int:
-    hosted = stage_client.run_remotely("train", Path.cwd())
-    if hosted is not None:
-        return hosted
-    from ml.stage import run_stage
-    from ml.training import STAGE  # only now: importing it is most of a cold stage's time
+def work():
+    from ml.training import STAGE  # only now, and only when no warm host takes the stage: most of its time
 
-    return run_stage(STAGE)
+    return STAGE
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(stage_client.main("train", work))
