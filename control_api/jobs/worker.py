@@ -59,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = from_env()
     ml_config.use(settings.ml)  # this process's stages and registry calls use these settings
     in_process.preload()  # the stages' libraries, imported once before any job thread starts
+    logging.getLogger("huey").setLevel(logging.INFO)  # MLflow's import turns huey's down to WARNING
     queue = make_queue(settings)
     store = JobStore(db.connect(settings.database_url), queue)
     runner.configure(settings, store)
