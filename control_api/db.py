@@ -33,6 +33,9 @@ jobs = sa.Table(
     # who asked for it: a user, a token's owner, the service token, or a policy
     sa.Column("requested_by", sa.String(64), nullable=True),
     sa.Column("requested_role", sa.String(16), nullable=True),
+    # the fencing token of the worker that holds the job: new at each start, checked before the
+    # job changes the registry, so a holder whose lease was taken away changes nothing
+    sa.Column("lease", sa.String(36), nullable=True),
 )
 
 # one row per kind while a job of that kind is queued or running: the single-flight guard
@@ -133,6 +136,19 @@ approvals = sa.Table(
     sa.Column("decided_by", sa.String(64), nullable=True),
     sa.Column("decided_at", sa.DateTime(timezone=True), nullable=True),
     sa.Column("comment", sa.Text, nullable=True),
+)
+
+# when every API worker of the deployment switches to a newly promoted champion: each loads the new
+# version ahead and switches at `switch_at`, so no response names a version older than one already
+# served (the first worker to load the new version writes the row; seq orders the moves of a model)
+model_switches = sa.Table(
+    "model_switches", metadata,
+    sa.Column("model", sa.String(256), primary_key=True),
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("from_version", sa.String(16), nullable=True),
+    sa.Column("to_version", sa.String(16), nullable=False),
+    sa.Column("switch_at", sa.Float, nullable=False),  # seconds since the epoch
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
 )
 
 

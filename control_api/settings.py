@@ -35,6 +35,12 @@ class Settings(EnvSettings):
     redis_url: str | None = Field(None, validation_alias="REDIS_URL")
     queue_name: str = "opcon"  # instances sharing one Redis need different names
     model_poll_seconds: float = 2.0
+    # a newly promoted champion is served by every API worker from the same instant, this long
+    # after the first worker loaded it (the others load it meanwhile)
+    model_switch_lead_seconds: float = 5.0
+    # a running job whose heartbeat is older than this is `interrupted` (its worker is gone)
+    job_stale_seconds: float = 30.0
+    job_command_timeout_seconds: float = 3600.0  # a child process of a job (a `dvc pull`) is killed after
     # drift reports: a scheduled one every interval (0: none); the seconds form overrides the
     # minutes one (tests use a few seconds)
     drift_interval_minutes: float = 60.0

@@ -3,12 +3,20 @@
 Aliases: `champion` is the model that serves, `challenger` the newest candidate that did not
 replace it. Moving an alias is one database write, so a reader always finds a champion.
 The champion's history (for rollback) is a tag on the registered model.
+
+Fencing: a job that registers or promotes runs its stages `fenced` by a check of its lease. Every
+write to the registry takes the registry lock and re-checks the lease inside it, so a holder whose
+lease was taken away (its worker was declared dead) changes nothing; versions a job registers carry
+its id (tag `job_id`), so whoever reconciles a dead job reads what it left in the registry.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import dataclasses
 import json
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 
 from filelock import FileLock
@@ -21,6 +29,32 @@ ACTOR_VARIABLE = "OPCON_ACTOR"  # config.MLSettings.actor, set for the processes
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 HISTORY_TAG = "opcon.champion_history"
+JOB_TAG = "job_id"  # on a version: the job that registered it
+PROMOTED_BY_JOB_TAG = "promoted_by_job"
+
+
+class LeaseLostError(RegistryError):
+    """The job acting on the registry no longer holds its lease: it changes nothing."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Fence:
+    job_id: str
+    still_holds: Callable[[], bool]  # renews the lease and says whether it is still this job's
+
+
+_fence: contextvars.ContextVar[Fence | None] = contextvars.ContextVar("opcon_registry_fence",
+                                                                     default=None)
+
+
+@contextlib.contextmanager
+def fenced(job_id: str, still_holds: Callable[[], bool]) -> Iterator[None]:
+    """Registry writes in this context are the job's, and each first checks `still_holds()`."""
+    token = _fence.set(Fence(job_id, still_holds))
+    try:
+        yield
+    finally:
+        _fence.reset(token)
 
 
 @dataclasses.dataclass
@@ -81,6 +115,24 @@ def _lock() -> FileLock:
     return FileLock(path, timeout=60)
 
 
+@contextlib.contextmanager
+def locked() -> Iterator[None]:
+    """The registry lock, without a fence check (for readers that must see a settled registry)."""
+    with _lock():
+        yield
+
+
+@contextlib.contextmanager
+def _writing() -> Iterator[Fence | None]:
+    """The registry lock, and inside it the check that a fenced job still holds its lease."""
+    fence = _fence.get()
+    with _lock():
+        if fence is not None and not fence.still_holds():
+            raise LeaseLostError(f"job {fence.job_id} no longer holds its lease (it was declared "
+                                 "interrupted): the registry is left as it is")
+        yield fence
+
+
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
@@ -105,15 +157,38 @@ def register(model_uri: str, name: str, run_id: str, tags: dict[str, str]) -> st
     mlflow_client = client()
     from mlflow.exceptions import MlflowException
 
-    try:
-        mlflow_client.get_registered_model(name)
-    except MlflowException:
-        mlflow_client.create_registered_model(name, description="Operator Console champion model")
-    # an MLflow server accepts a `models:/m-...` source only with the id of that logged model
-    model_id = model_uri.removeprefix("models:/") if model_uri.startswith("models:/m-") else None
-    version = mlflow_client.create_model_version(name, model_uri, run_id=run_id, tags=tags,
-                                                 model_id=model_id)
+    with _writing() as fence:
+        try:
+            mlflow_client.get_registered_model(name)
+        except MlflowException:
+            mlflow_client.create_registered_model(name, description="Operator Console champion model")
+        # an MLflow server accepts a `models:/m-...` source only with the id of that logged model
+        model_id = model_uri.removeprefix("models:/") if model_uri.startswith("models:/m-") else None
+        if fence is not None:
+            tags = {**tags, JOB_TAG: fence.job_id}
+        version = mlflow_client.create_model_version(name, model_uri, run_id=run_id, tags=tags,
+                                                     model_id=model_id)
     return str(version.version)
+
+
+def left_by_job(name: str, job_id: str) -> dict:
+    """What job `job_id` left in the registry: the version it registered and the alias that
+    version holds now ({} when it registered none). Read under the registry lock, so a write
+    that checked its lease before is visible."""
+    from mlflow.exceptions import MlflowException
+
+    with _lock():
+        mlflow_client = client()
+        try:
+            found = mlflow_client.search_model_versions(f"name = '{name}' and tags.{JOB_TAG} = '{job_id}'")
+            aliases = mlflow_client.get_registered_model(name).aliases
+        except MlflowException:
+            return {}
+    if not found:
+        return {}
+    version = str(max(int(v.version) for v in found))
+    alias = next((a for a in (CHAMPION, CHALLENGER) if str(aliases.get(a)) == version), None)
+    return {"model_version": version, "alias": alias, "promoted": alias == CHAMPION}
 
 
 def _history(mlflow_client, name: str) -> list[str]:
@@ -131,7 +206,8 @@ def _require_version(mlflow_client, name: str, version: str):
 
 
 def set_challenger(name: str, version: str) -> None:
-    client().set_registered_model_alias(name, CHALLENGER, str(version))
+    with _writing():
+        client().set_registered_model_alias(name, CHALLENGER, str(version))
 
 
 def actor() -> str:
@@ -142,7 +218,7 @@ def actor() -> str:
 def promote(name: str, version: str, reason: str = "promoted by hand", by: str | None = None) -> None:
     """Make `version` the champion in one alias write; remember the previous one for rollback."""
     version = str(version)
-    with _lock():
+    with _writing() as fence:
         mlflow_client = client()
         found = _require_version(mlflow_client, name, version)
         history = _history(mlflow_client, name)
@@ -154,6 +230,8 @@ def promote(name: str, version: str, reason: str = "promoted by hand", by: str |
         mlflow_client.set_model_version_tag(name, version, "promoted_at", stamp)
         mlflow_client.set_model_version_tag(name, version, "promotion.reason", reason)
         mlflow_client.set_model_version_tag(name, version, "promoted_by", by)
+        if fence is not None:
+            mlflow_client.set_model_version_tag(name, version, PROMOTED_BY_JOB_TAG, fence.job_id)
         if "first_promoted_at" not in found.tags:  # the latest promotion's tags are overwritten
             mlflow_client.set_model_version_tag(name, version, "first_promoted_at", stamp)
             mlflow_client.set_model_version_tag(name, version, "first_promoted_by", by)
@@ -164,7 +242,7 @@ def promote(name: str, version: str, reason: str = "promoted by hand", by: str |
 
 def rollback(name: str, by: str | None = None) -> str:
     """Bring the previous champion back; return its version."""
-    with _lock():
+    with _writing():
         mlflow_client = client()
         history = _history(mlflow_client, name)
         if len(history) < 2:

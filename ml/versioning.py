@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import os
-import subprocess
 import sys
 from pathlib import Path
 
 import yaml
 
-from ml import config
+from ml import child_process, config
 from ml.errors import PipelineError
 
 REMOTE_NAME = "opcon"
@@ -50,7 +49,8 @@ def tool_env(settings: config.MLSettings | None = None) -> dict[str, str]:
 
 
 def run(args: list[str], cwd: Path, what: str) -> str:
-    done = subprocess.run(args, cwd=cwd, env=tool_env(), capture_output=True, text=True, check=False)
+    """`args` in `cwd`, as a child that dies with this process (a killed job leaves no DVC behind)."""
+    done = child_process.run(args, cwd=cwd, env=tool_env())
     if done.returncode != 0:
         detail = (done.stderr or done.stdout).strip()
         raise PipelineError(f"{what} failed (exit {done.returncode}):\n{detail}")

@@ -27,6 +27,18 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def job_processes(job_id: str) -> list[int]:
+    """Pids of the processes a job started (each has OPCON_JOB_ID=<id> in its environment)."""
+    marker = f"OPCON_JOB_ID={job_id}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                if marker in (entry / "environ").read_bytes().split(b"\0"):
+                    found.append(int(entry.name))
+    return found
+
+
 class Services:
     """An API (gunicorn, 2 workers) and job workers for one project and state dir."""
 
@@ -57,6 +69,11 @@ class Services:
         worker = self._start([sys.executable, "-m", "control_api.jobs.worker"], "worker.log")
         self.workers.append(worker)
         return worker
+
+    def wait_workers_ready(self, count: int, timeout: float = 120) -> None:
+        """Until `count` job workers (in all, since the log began) said they are ready."""
+        wait_until(lambda: self.tail("worker.log", 100_000).count("worker ready") >= count, timeout,
+                   f"{count} job worker(s) are ready", interval=0.3)
 
     def wait_ready(self, timeout: float = 90) -> dict:
         answers = []  # none while it is not listening yet; 503 while it loads the model

@@ -1,8 +1,14 @@
 """Job records: what the API and UI show, and what survives a killed worker.
 
 huey drops a task from its queue when a worker takes it, so a worker killed mid-job loses the task;
-the record stays `running` with a heartbeat that stops. Workers mark such records `interrupted`
-(reconcile) and release their locks, so nothing waits forever.
+the record stays `running` with a heartbeat that stops. Any live worker, and the API's readiness
+check, marks such records `interrupted` (reconcile) and releases their locks, so nothing waits
+forever; the record then says what the job left in the registry.
+
+The worker that starts a job holds its lease: a fencing token, new at each start, and the
+heartbeat. Its writes to the record (log, progress, the end) and to the registry count only while
+the token is the record's and the job is `running`; once a job is declared interrupted, a holder
+that still runs somewhere changes nothing.
 """
 
 from __future__ import annotations
@@ -108,31 +114,47 @@ class JobStore:
         return self.get(job_id)
 
     # -- the worker side -----------------------------------------------------------------------
-    def start(self, job_id: str, worker: str) -> bool:
-        """queued → running, atomically; False when the job is gone, cancelled or taken."""
+    def start(self, job_id: str, worker: str) -> str | None:
+        """queued → running, atomically; the lease (fencing token) of the worker that took it, or
+        None when the job is gone, cancelled or taken."""
+        lease = str(uuid.uuid4())
         with self.engine.begin() as conn:
             started = bool(conn.execute(
                 jobs.update().where(jobs.c.id == job_id, jobs.c.status == "queued")
-                .values(status="running", started_at=now(), heartbeat_at=now(), worker=worker)
+                .values(status="running", started_at=now(), heartbeat_at=now(), worker=worker,
+                        lease=lease)
             ).rowcount)
-        if started:
-            self._audit(job_id, "job.start", "running", worker=worker)
-        return started
+        if not started:
+            return None
+        self._audit(job_id, "job.start", "running", worker=worker)
+        return lease
 
-    def update(self, job_id: str, **values) -> None:
+    @staticmethod
+    def _held(job_id: str, lease: str | None):
+        """The job's row, while `lease` holds it (any row of the job when lease is None)."""
+        where = jobs.c.id == job_id
+        if lease is not None:
+            where = where & (jobs.c.lease == lease) & (jobs.c.status == "running")
+        return where
+
+    def update(self, job_id: str, lease: str | None = None, **values) -> bool:
         with self.engine.begin() as conn:
-            conn.execute(jobs.update().where(jobs.c.id == job_id).values(**values))
+            return bool(conn.execute(jobs.update().where(self._held(job_id, lease))
+                                     .values(**values)).rowcount)
 
-    def append_log(self, job_id: str, text: str) -> None:
+    def append_log(self, job_id: str, text: str, lease: str | None = None) -> None:
         if not text:
             return
         with self.engine.begin() as conn:
-            current = conn.execute(sa.select(jobs.c.log).where(jobs.c.id == job_id)).scalar() or ""
-            conn.execute(jobs.update().where(jobs.c.id == job_id)
+            current = conn.execute(sa.select(jobs.c.log).where(self._held(job_id, lease))).scalar()
+            if current is None:
+                return  # not this holder's any more
+            conn.execute(jobs.update().where(self._held(job_id, lease))
                          .values(log=(current + text)[-LOG_LIMIT:], heartbeat_at=now()))
 
-    def heartbeat(self, job_id: str) -> None:
-        self.update(job_id, heartbeat_at=now())
+    def heartbeat(self, job_id: str, lease: str | None = None) -> bool:
+        """Renew the lease; False when it is no longer this holder's (the job was interrupted)."""
+        return self.update(job_id, lease, heartbeat_at=now())
 
     def cancel_requested(self, job_id: str) -> bool:
         with self.engine.connect() as conn:
@@ -140,36 +162,74 @@ class JobStore:
                                      .where(jobs.c.id == job_id)).scalar())
 
     def finish(self, job_id: str, status: str, result: dict | None = None,
-               error: str | None = None) -> None:
+               error: str | None = None, lease: str | None = None) -> bool:
+        """End the job; False (and nothing written) when `lease` no longer holds it."""
         values = {"status": status, "finished_at": now(), "error": error}
         if result is not None:
             values["result"] = result
         if status == "succeeded":
             values["progress"] = 1.0
         with self.engine.begin() as conn:
-            conn.execute(jobs.update().where(jobs.c.id == job_id).values(**values))
+            if not conn.execute(jobs.update().where(self._held(job_id, lease)).values(**values)).rowcount:
+                return False
             conn.execute(job_locks.delete().where(job_locks.c.job_id == job_id))
         self._audit(job_id, "job.end", status, error=(error or "")[:200] or None)
+        return True
 
-    def reconcile(self, stale_after: float, is_dead=lambda worker: False) -> list[str]:
-        """Mark running jobs `interrupted` when their worker is known dead (`is_dead`) or stopped
-        beating; free their locks."""
+    def reconcile(self, stale_after: float, is_dead=lambda worker: False,
+                  left_by=lambda job: {}) -> list[str]:
+        """Mark running jobs `interrupted` when their worker is known dead (`is_dead`) or its
+        heartbeat is older than `stale_after` seconds; free their locks. Then `left_by(job)` says
+        what each left in the registry (read after the lease is gone, so nothing changes later),
+        and the record says so."""
         cutoff = now() - timedelta(seconds=stale_after)
-        with self.engine.begin() as conn:
-            running = conn.execute(sa.select(jobs.c.id, jobs.c.worker, jobs.c.heartbeat_at)
-                                   .where(jobs.c.status == "running")).all()
-            stale = [r.id for r in running
-                     if is_dead(r.worker) or _as_dict(r)["heartbeat_at"] < cutoff]
-            for job_id in stale:
-                conn.execute(jobs.update().where(jobs.c.id == job_id).values(
-                    status="interrupted", finished_at=now(),
-                    error="the worker running this job stopped (killed or crashed); nothing was "
-                          "promoted by it, and a new job can start"))
-                conn.execute(job_locks.delete().where(job_locks.c.job_id == job_id))
-        for job_id in stale:
-            self._audit(job_id, "job.end", "interrupted", error="its worker stopped")
-        return stale
-
-    def queued_ids(self) -> list[str]:
         with self.engine.connect() as conn:
-            return [r.id for r in conn.execute(sa.select(jobs.c.id).where(jobs.c.status == "queued"))]
+            running = [_as_dict(r) for r in conn.execute(sa.select(jobs).where(jobs.c.status == "running"))]
+        interrupted = []
+        for job in running:
+            dead = is_dead(job["worker"])
+            if not (dead or job["heartbeat_at"] < cutoff):
+                continue
+            # first the lease is taken away (the fence: its holder can change nothing from now
+            # on), then the registry is read, then the record says what happened, in one write
+            revoked = f"revoked:{uuid.uuid4()}"
+            where = (jobs.c.id == job["id"]) & (jobs.c.status == "running")
+            if not dead:  # the holder may have beaten since: then it is alive
+                where = where & (jobs.c.heartbeat_at < cutoff)
+            with self.engine.begin() as conn:
+                if not conn.execute(jobs.update().where(where).values(lease=revoked)).rowcount:
+                    continue  # it beat, finished, or another reconciler took it meanwhile
+            left = left_by(job)
+            with self.engine.begin() as conn:
+                taken = conn.execute(jobs.update().where(jobs.c.id == job["id"], jobs.c.lease == revoked)
+                                     .values(status="interrupted", finished_at=now(),
+                                             error=_interrupted(job, left),
+                                             result={**(job["result"] or {}), **left})).rowcount
+                if taken:
+                    conn.execute(job_locks.delete().where(job_locks.c.job_id == job["id"]))
+            if taken:
+                interrupted.append(job)
+                self._audit(job["id"], "job.end", "interrupted", error="its worker stopped", **left)
+        return [job["id"] for job in interrupted]
+
+    def queued_ids(self, older_than: float = 0.0) -> list[str]:
+        cutoff = now() - timedelta(seconds=older_than)
+        with self.engine.connect() as conn:
+            return [r.id for r in conn.execute(sa.select(jobs.c.id).where(
+                jobs.c.status == "queued", jobs.c.created_at <= cutoff))]
+
+
+def _interrupted(job: dict, left: dict) -> str:
+    """What an interrupted job's record says; `left` is what it left in the registry."""
+    where = f" during step `{job['step']}`" if job.get("step") else ""
+    said = f"the worker running this job stopped (killed or crashed){where}"
+    if job["kind"] != "retrain":
+        return f"{said}; a new job can start"
+    if "model_version" not in left:
+        if left.get("registry"):
+            return f"{said}; the registry could not be read ({left['registry']}); a new job can start"
+        return f"{said}; it registered and promoted nothing, and a new job can start"
+    version, alias = left["model_version"], left.get("alias")
+    held = {"champion": "it is the champion now", "challenger": "it is the challenger"}.get(
+        alias, "it holds no alias")
+    return f"{said} after it registered version {version} ({held}); a new job can start"

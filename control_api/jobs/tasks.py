@@ -25,7 +25,7 @@ def _pull(job: Job) -> dict:
 
 def _validate(job: Job) -> dict:
     try:
-        job.stages("validate", fallback=(("repro", "validate"),))
+        job.stages("validate")
     finally:
         path = job.settings.project_dir / "data" / "validation.json"
         report = json.loads(path.read_text()) if path.exists() else {}
@@ -34,8 +34,7 @@ def _validate(job: Job) -> dict:
 
 
 def _train(job: Job) -> dict:
-    job.stages("prepare", "train",
-               fallback=(("repro", "prepare"), ("repro", "--force", "--single-item", "train")))
+    job.stages("prepare", "train")
     trained = json.loads((job.settings.project_dir / "models" / "train_run.json").read_text())
     return {"run_id": trained["run_id"], "val_metrics": {
         k: v for k, v in trained["metrics"].items() if k.startswith("val_")},
@@ -43,7 +42,7 @@ def _train(job: Job) -> dict:
 
 
 def _register(job: Job) -> dict:
-    job.stages("evaluate", fallback=(("repro", "--force", "--single-item", "evaluate"),))
+    job.stages("evaluate")
     outcome = json.loads((job.settings.project_dir / "metrics" / "evaluate.json").read_text())
     name = params_module.load(job.settings.project_dir).registry.model_name
     previous = outcome.get("champion_version")

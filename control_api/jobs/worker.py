@@ -1,24 +1,23 @@
 """The job worker: `python -m control_api.jobs.worker [--workers N]`.
 
-On start it marks jobs left `running` by a dead worker as `interrupted` and re-queues queued jobs
-whose task was lost (starting a job is atomic, so a duplicate task does nothing).
+On start, and every few seconds after, it marks jobs left `running` by a dead worker as
+`interrupted` and queues again queued jobs whose task was lost (control_api.jobs.recovery).
 
 Its scheduler enqueues the periodic tasks on every tick: a minute, or OPCON_DRIFT_INTERVAL_SECONDS
-when that is shorter. They reconcile stale jobs, compact the prediction log, and submit the
-scheduled drift report when it is due (the job records decide, so several workers submit it once).
+when that is shorter. They compact the prediction log and submit the scheduled drift report when
+it is due (the job records decide, so several workers submit it once).
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-import os
-import socket
+import threading
 
 from huey.consumer import Consumer, Scheduler
 
 from control_api import db
-from control_api.jobs import runner
+from control_api.jobs import recovery, runner
 from control_api.jobs.policy import schedule_drift_report
 from control_api.jobs.queue import make_queue
 from control_api.jobs.records import JobStore
@@ -30,25 +29,21 @@ from monitoring.prediction_log import PredictionLog
 log = logging.getLogger("opcon.worker")
 
 
-def dead_on_this_host(worker: str | None) -> bool:
-    """True for a worker of this machine whose process is gone (its pid is in its name)."""
-    host, _, pid = (worker or "").rpartition(":")
-    if host != socket.gethostname() or not pid.isdigit():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return int(pid) == os.getpid()  # our own pid: this process is new, that job was not ours
+KEEPER_SECONDS = 5.0  # how often a worker looks for dead jobs and lost tasks
 
 
-def recover(store: JobStore, stale_after: float) -> None:
-    for job_id in store.reconcile(stale_after, dead_on_this_host):
-        log.warning("job %s was interrupted (its worker stopped)", job_id)
-    for job_id in store.queued_ids():
-        store.queue.run_job(job_id)
+def keep_records(store: JobStore, settings: Settings, stop: threading.Event) -> None:
+    """Interrupt the jobs of dead workers and queue again what the queue lost, every few seconds
+    (a thread of its own: it works while the queue is down, and with every worker thread busy)."""
+    every = min(KEEPER_SECONDS, settings.job_stale_seconds / 3)
+    while True:
+        try:
+            recovery.interrupt_dead_jobs(store, settings)
+            recovery.requeue_lost(store)
+        except Exception as error:  # the database or the queue away: try again at the next turn
+            log.warning("could not check the job records: %s", error)
+        if stop.wait(every):
+            return
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -58,18 +53,15 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     settings = from_env()
     ml_config.use(settings.ml)  # this process's stages and registry calls use these settings
-    in_process.preload()  # the stages' libraries, imported once before any job thread starts
-    logging.getLogger("huey").setLevel(logging.INFO)  # MLflow's import turns huey's down to WARNING
     queue = make_queue(settings)
     store = JobStore(db.connect(settings.database_url), queue)
+    # the records are kept from the start: a dead worker's job is found while this one loads
+    threading.Thread(target=keep_records, args=(store, settings, threading.Event()),
+                     name="job-records-keeper", daemon=True).start()
+    in_process.preload()  # the stages' libraries, imported once before any job thread starts
+    logging.getLogger("huey").setLevel(logging.INFO)  # MLflow's import turns huey's down to WARNING
     runner.configure(settings, store)
-    stale_after = 3 * settings.job_heartbeat_seconds
-
     tick = tick_seconds(settings)
-
-    @queue.periodic_task(every_tick, name="opcon.reconcile")
-    def reconcile_periodically():
-        store.reconcile(stale_after)
 
     @queue.periodic_task(every_tick, name="opcon.compact_predictions")
     def compact_prediction_log():
@@ -83,7 +75,6 @@ def main(argv: list[str] | None = None) -> int:
 
     import monitoring.evidently_lib  # noqa: F401 - 2 s once here, not in the first drift report
 
-    recover(store, stale_after)
     log.info("worker ready: %d thread(s), queue %s, periodic tasks every %g s", args.workers,
              settings.redis_url or settings.huey_path, tick)
     consumer_class(tick)(queue, workers=args.workers, worker_type="thread",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import jsonify
 from flask_openapi3 import APIBlueprint, Tag
 
+from control_api.jobs import recovery
 from control_api.jobs.queue import reachable
 from control_api.models import ErrorBody, Health, Ready
 
@@ -13,6 +14,10 @@ TAG = Tag(name="health", description="Liveness and readiness probes")
 
 def blueprint(services) -> APIBlueprint:
     bp = APIBlueprint("health", __name__, abp_tags=[TAG], abp_responses={422: ErrorBody})
+    # a probe is also a watch on the jobs: one whose worker died is marked `interrupted` even
+    # while no worker runs
+    interrupt_dead_jobs = recovery.Throttled(
+        lambda: recovery.interrupt_dead_jobs(services.jobs, services.settings), seconds=5.0)
 
     @bp.get("/health", responses={200: Health}, security=[])
     def health():
@@ -23,6 +28,10 @@ def blueprint(services) -> APIBlueprint:
     def ready():
         """200 only when a champion is loaded and the job queue is reachable."""
         reasons = []
+        try:
+            interrupt_dead_jobs()
+        except Exception as error:  # the database away: serving goes on, jobs do not
+            reasons.append(f"job records unreachable: {type(error).__name__}")
         champion = services.champion.current
         if champion is None:
             services.champion.refresh()
