@@ -62,10 +62,9 @@ def create_app(config: dict | None = None):
         services = Services.build(settings)
 
     def validation_error(error):
-        from flask import jsonify, make_response
+        from flask import make_response
 
-        body = {"error": "invalid input", "details": pydantic_details(error.errors())}
-        return make_response(jsonify(body), 422)
+        return make_response(errors.error_response(422, "invalid input", pydantic_details(error.errors())))
 
     app = OpenAPI(
         __name__,
@@ -86,6 +85,7 @@ def create_app(config: dict | None = None):
     for bp in blueprints:
         app.register_api(bp)
     routing.install(app, blueprints, services.resolver, services.audit)
+    errors.refuse_bodies_that_are_not_json(app)  # after the credentials are checked
 
     @app.get("/openapi.json", doc_ui=False)
     def openapi_json():

@@ -74,7 +74,9 @@ class AuditLog:
                     row["hash"] = event_hash(row)
                     conn.execute(audit_events.insert().values(**row))
                 return row
-            except (sa.exc.IntegrityError, sa.exc.OperationalError):
+            except (sa.exc.IntegrityError, sa.exc.OperationalError) as error:
+                if isinstance(error, sa.exc.OperationalError) and self.engine.dialect.name != "sqlite":
+                    raise  # the server is unreachable: the API answers 503 (control_api.errors)
                 # another writer took this place in the chain (or held SQLite's write lock)
                 time.sleep(min(0.002 * (attempt + 1), 0.05))
         raise RuntimeError("could not append to the audit trail")

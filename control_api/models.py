@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PlainValidator, WithJsonSchema, create_model
+from pydantic_core import PydanticCustomError
 
 from control_api.jobs.kinds import KINDS, STARTABLE, STATUSES
 from ml.schema import Feature as FeatureOut  # the schema's own model describes a feature
@@ -36,9 +37,10 @@ class Health(BaseModel):
 
 
 class Ready(BaseModel):
-    ready: bool
+    ready: bool  # a champion is loaded: predictions are answered
     champion: str | None = None
-    queue: str
+    queue: str  # "ok", or why the job queue does not answer
+    jobs: str  # "ok", or why the job records do not answer
     reasons: list[str] = []
 
 
@@ -75,9 +77,18 @@ class PredictResponse(BaseModel):
     predictions: list[Prediction]
 
 
+CSV_MEDIA_TYPE = "text/csv"
+
+
 class BatchForm(BaseModel):
-    file: Any = Field(json_schema_extra={"type": "string", "format": "binary"},
-                      description="CSV with a header row; feature columns plus any others")
+    # a file part (`format: binary` is what makes it one for clients and for flask-openapi3) whose
+    # content is CSV text in UTF-8: anything else is refused with 422
+    model_config = ConfigDict(openapi_extra={"encoding": {"file": {
+        "contentType": f"{CSV_MEDIA_TYPE}; charset=utf-8"}}})
+    file: Any = Field(json_schema_extra={"type": "string", "format": "binary",
+                                         "contentMediaType": CSV_MEDIA_TYPE},
+                      description="a CSV file in UTF-8 with a header row: the feature columns, plus "
+                                  "any others")
 
 
 class VersionPath(BaseModel):
@@ -120,8 +131,14 @@ ANY_JOB_KIND = Literal[tuple(KINDS)]
 JOB_STATUSES = Literal[STATUSES]
 
 
+def _params_per_kind(schema: dict) -> None:
+    """The spec says which params each kind takes (the route checks them against the same models)."""
+    schema["oneOf"] = [{"properties": {"kind": {"const": name}, "params": KINDS[name].params_schema()},
+                        "required": ["kind"]} for name in STARTABLE]
+
+
 class JobKind(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_params_per_kind)
     kind: JOB_KINDS
     params: dict[str, Any] = Field({}, description="only `drift_report` takes params: see "
                                                    "GET /jobs/kinds")
@@ -198,16 +215,40 @@ class DataVersionList(BaseModel):
     versions: list[DataVersionOut]
 
 
-class FeedbackItem(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    request_id: str = Field(min_length=1, max_length=64)
-    row: int = Field(0, ge=0, le=MAX_INDEX)
-    label: int | str | bool
+def _same_json_value(value, accepted) -> bool:
+    """Equal as JSON values are: 1 and 1.0 alike, but a boolean is not a number, nor "1" a number."""
+    kinds = (isinstance(value, bool), isinstance(value, str))
+    return kinds == (isinstance(accepted, bool), isinstance(accepted, str)) and value == accepted
 
 
-class FeedbackBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    items: list[FeedbackItem] = Field(min_length=1, max_length=10_000)
+def class_label(target) -> Any:
+    """The type of a true label: one of the target's classes, as its JSON value or its text ("1" for
+    1). It validates to the class itself."""
+    texts = [str(c) for c in target.classes if not isinstance(c, str)]
+    accepted = list(dict.fromkeys([*target.classes, *texts]))
+    allowed = ", ".join(str(c) for c in target.classes)
+
+    def to_class(value):
+        for candidate in accepted:
+            if _same_json_value(value, candidate):
+                return next(c for c in target.classes if str(c) == str(candidate))
+        raise PydanticCustomError("class_label", "not a class of `{target}`; allowed: {allowed}",
+                                  {"target": target.name, "allowed": allowed})
+
+    return Annotated[Any, PlainValidator(to_class), WithJsonSchema({"enum": accepted})]
+
+
+def feedback_body(target) -> type[BaseModel]:
+    """The body of POST /feedback for this target's classes."""
+    item = create_model(
+        "FeedbackItem", __config__=ConfigDict(extra="forbid"),
+        request_id=(str, Field(min_length=1, max_length=64,
+                               description="the `request_id` a prediction answered with")),
+        row=(int, Field(0, ge=0, le=MAX_INDEX, strict=True,
+                        description="the record's index in that request")),
+        label=(class_label(target), Field(description=f"the true `{target.name}`")))
+    return create_model("FeedbackBody", __config__=ConfigDict(extra="forbid"),
+                        items=(list[item], Field(min_length=1, max_length=10_000)))
 
 
 class FeedbackOut(BaseModel):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 SECRET_KEYS = ("password", "token", "secret", "authorization", "cookie", "api_key")
-SHORT = 40  # characters of a bad value an error message repeats
+SHORT = 200  # characters of a client's text (a bad value, a field or column name) an error repeats
 
 
 def is_secret(name: str) -> bool:
@@ -12,7 +12,7 @@ def is_secret(name: str) -> bool:
 
 
 def short(value, limit: int = SHORT):
-    """A string cut to `limit` characters (with an ellipsis); anything else as it is."""
+    """A string cut to `limit` characters, the last an ellipsis; anything else as it is."""
     if isinstance(value, str) and len(value) > limit:
-        return value[:limit] + "…"
+        return value[:limit - 1] + "…"
     return value

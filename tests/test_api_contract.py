@@ -168,7 +168,7 @@ def test_ready_with_a_champion_and_a_queue(client, model_name):
     response = client.get("/ready", auth=False)
     assert response.status_code == 200, response.get_json()
     body = response.get_json()
-    assert body == {"ready": True, "queue": "ok", "reasons": [],
+    assert body == {"ready": True, "queue": "ok", "jobs": "ok", "reasons": [],
                     "champion": f"{model_name} version 1"}
 
 
@@ -764,22 +764,21 @@ def test_feedback_for_logged_predictions(client, services, schema, record):
 def test_feedback_refusals_name_the_item(client, services, record):
     request_id = client.post("/api/v1/predict", json={"records": [record]}).get_json()["request_id"]
     stored_before = feedback_labels(services.engine)
-    cases = [
-        ([{"request_id": request_id, "label": "not-a-class"}], {"items[0].label"}),
-        ([{"request_id": str(uuid.uuid4()), "label": services.params.schema.target.positive}],
-         {"items[0].request_id"}),
-        ([{"request_id": request_id, "row": 1, "label": services.params.schema.target.positive}],
-         {"items[0].request_id"}),
-        ([{"request_id": request_id, "row": -1, "label": services.params.schema.target.positive}],
-         {"items[0].row"}),
-        ([{"request_id": request_id, "label": services.params.schema.target.positive, "x": 1}],
-         {"items[0].x"}),
-        ([], {"items"}),
+    positive = services.params.schema.target.positive
+    cases = [  # (items, status, fields named)
+        ([{"request_id": request_id, "label": "not-a-class"}], 422, {"items[0].label"}),
+        ([{"request_id": str(uuid.uuid4()), "label": positive}], 404, {"items[0].request_id"}),
+        ([{"request_id": request_id, "row": 1, "label": positive}], 404, {"items[0].request_id"}),
+        ([{"request_id": request_id, "label": positive},
+          {"request_id": str(uuid.uuid4()), "label": positive}], 404, {"items[1].request_id"}),
+        ([{"request_id": request_id, "row": -1, "label": positive}], 422, {"items[0].row"}),
+        ([{"request_id": request_id, "label": positive, "x": 1}], 422, {"items[0].x"}),
+        ([], 422, {"items"}),
     ]
-    for items, expected in cases:
-        body = error_body(client.post("/api/v1/feedback", json={"items": items}), 422)
+    for items, status, expected in cases:
+        body = error_body(client.post("/api/v1/feedback", json={"items": items}), status)
         assert fields(body) == expected, items
-    assert feedback_labels(services.engine) == stored_before
+    assert feedback_labels(services.engine) == stored_before  # a refusal records no item
 
 
 # -- jobs (no worker runs here) ------------------------------------------------------------------

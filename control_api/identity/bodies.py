@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from control_api.identity.passwords import MAX_LENGTH, MIN_LENGTH
 from control_api.identity.permissions import Role
+from control_api.timestamps import IsoDatetime
 
 USERNAME = r"^[a-z][a-z0-9._-]{1,63}$"
 
@@ -57,7 +58,14 @@ class UserList(BaseModel):
     items: list[UserOut]
 
 
+# a person signs in with a password, a service account with tokens only (kind defaults to person)
+_ONE_KIND = {"oneOf": [
+    {"properties": {"kind": {"const": "person"}, "password": {"type": "string"}}, "required": ["password"]},
+    {"properties": {"kind": {"const": "service"}, "password": {"type": "null"}}, "required": ["kind"]}]}
+
+
 class UserCreate(_Strict):
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_ONE_KIND)
     username: str = Field(pattern=USERNAME, description="lower case: letters, digits, . _ -")
     display_name: str | None = Field(None, min_length=1, max_length=128)
     role: Role
@@ -69,7 +77,7 @@ class UserCreate(_Strict):
 class UserChange(_Strict):
     display_name: str | None = Field(None, min_length=1, max_length=128)
     role: Role | None = None
-    disabled: bool | None = None
+    disabled: bool | None = Field(None, strict=True)
     password: str | None = Field(None, min_length=MIN_LENGTH, max_length=MAX_LENGTH,
                                  description="a new password (ends the user's sessions)")
 
@@ -103,7 +111,7 @@ class TokenCreate(_Strict):
     owner: str = Field(min_length=1, max_length=64)
     name: str = Field(min_length=1, max_length=100)
     role: Role
-    expires_days: int = Field(90, ge=1, le=365)
+    expires_days: int = Field(90, ge=1, le=365, strict=True)
 
 
 class TokenQuery(_Strict):
@@ -124,8 +132,8 @@ class AuditQuery(_Strict):
     actor: str | None = Field(None, max_length=64)
     action: str | None = Field(None, max_length=64)
     target: str | None = Field(None, max_length=256, description="events whose target contains this")
-    since: datetime | None = None
-    until: datetime | None = None
+    since: IsoDatetime | None = None
+    until: IsoDatetime | None = None
     limit: int = Field(100, ge=1, le=1000)
     offset: int = Field(0, ge=0, le=2**31 - 1)
 

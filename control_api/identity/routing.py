@@ -14,9 +14,11 @@ in the prediction log instead; refusals are still audited).
 from __future__ import annotations
 
 import dataclasses
+import logging
 import re
 import uuid
 
+import sqlalchemy as sa
 from flask import Flask, g, request
 from flask_openapi3 import APIBlueprint
 
@@ -24,6 +26,8 @@ from control_api.errors import APIError
 from control_api.identity import permissions
 from control_api.identity.store import Identity
 from control_api.models import ErrorBody
+
+log = logging.getLogger(__name__)
 
 PREFIX = "/api/v1"
 SECURITY = [{"bearer": []}]
@@ -147,9 +151,18 @@ def install(app: Flask, blueprints: list, resolver, audit) -> None:
         identity: Identity | None = g.get("identity")
         params = _request_params()
         actor = identity.name if identity else str(g.get("audit_actor") or "anonymous")
-        audit.record(actor=actor, role=identity.role if identity else None,
-                     action=request.endpoint or f"{request.method} (no such route)",
-                     target=g.get("audit_target") or request.path, outcome=outcome(response.status_code),
-                     status=response.status_code, request_id=response.headers["X-Request-ID"],
-                     client=request.remote_addr, params=params)
+        action = request.endpoint or f"{request.method} (no such route)"
+        try:
+            audit.record(actor=actor, role=identity.role if identity else None, action=action,
+                         target=g.get("audit_target") or request.path,
+                         outcome=outcome(response.status_code), status=response.status_code,
+                         request_id=response.headers["X-Request-ID"], client=request.remote_addr,
+                         params=params)
+        except (sa.exc.OperationalError, sa.exc.InterfaceError) as error:
+            # the database went away: the answer stands (a 503 when the route needed the database,
+            # so nothing changed), and this log line is the only trace of the request
+            level = logging.WARNING if response.status_code >= 500 else logging.ERROR
+            log.log(level, "audit event not written (the database is unavailable: %s): %s by %s, "
+                    "status %d, request %s", type(error.orig).__name__, action, actor,
+                    response.status_code, response.headers["X-Request-ID"])
         return response

@@ -127,7 +127,7 @@ class IdentityStore:
             values["disabled"] = disabled
         if password is not None:
             if current["kind"] != "person":
-                raise IdentityError(422, "a service account has no password", "password")
+                raise IdentityError(409, "a service account has no password", "password")
             values["password_hash"] = passwords.hash_password(password)
         demotes = values.get("role", "admin") != "admin" or values.get("disabled", False)
         with self.engine.begin() as conn:

@@ -10,6 +10,8 @@ from datetime import UTC, datetime
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from control_api.timestamps import IsoDatetime
+
 ACTIVE = ("queued", "running")  # a job of a kind in one of these holds that kind's single flight
 FINAL = ("succeeded", "failed", "cancelled", "interrupted")
 STATUSES = ACTIVE + FINAL
@@ -21,9 +23,9 @@ class DriftWindow(BaseModel):
     (`until` defaults to when the job runs). Neither: the last OPCON_DRIFT_WINDOW_ROWS rows."""
 
     model_config = ConfigDict(extra="forbid")
-    last_rows: int | None = Field(None, ge=1, le=100_000_000)
-    since: datetime | None = None
-    until: datetime | None = None
+    last_rows: int | None = Field(None, ge=1, le=100_000_000, strict=True)
+    since: IsoDatetime | None = None
+    until: IsoDatetime | None = None
 
     @field_validator("since", "until")
     @classmethod

@@ -13,6 +13,7 @@ that still runs somewhere changes nothing.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -20,6 +21,8 @@ import sqlalchemy as sa
 
 from control_api.audit import AuditLog
 from control_api.db import job_locks, jobs, row_dict
+
+log = logging.getLogger("opcon.jobs")
 
 LOG_LIMIT = 200_000  # characters kept per job; the oldest are dropped first
 
@@ -66,7 +69,12 @@ class JobStore:
             return self.submit(kind, params, reason, requested_by, requested_role,
                                job_id=job_id)  # the holder finished
         if self.queue is not None:
-            self.queue.run_job(job_id)
+            try:
+                self.queue.run_job(job_id)
+            except Exception as error:  # the queue is down: the record stands, and a worker
+                # queues the job again once the queue answers (recovery.requeue_lost)
+                log.warning("job %s is recorded but not queued yet (%s): the workers queue it "
+                            "again when the queue answers", job_id, type(error).__name__)
         return self.get(job_id), True
 
     def active(self, kind: str) -> dict | None:

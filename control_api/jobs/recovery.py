@@ -89,4 +89,8 @@ class Throttled:
             if time.monotonic() - self._last < self.seconds:
                 return
             self._last = time.monotonic()
-        self.action()
+        try:
+            self.action()
+        except Exception:
+            self._last = float("-inf")  # failed: the next call tries again
+            raise

@@ -71,7 +71,7 @@ def blueprint(services) -> SecuredBlueprint:
         return {"items": [records.present(a) for a in store.list(name, query.status)]}
 
     @bp.post("/models/<int:version>/approve", permission="models:approve",
-             responses={200: PromoteOut, 409: ErrorBody})
+             responses={200: PromoteOut, 404: ErrorBody, 409: ErrorBody})
     def approve(path: VersionPath, body: DecisionBody):
         """Approve a waiting challenger: it becomes the champion."""
         pending(path.version)
@@ -93,7 +93,7 @@ def blueprint(services) -> SecuredBlueprint:
         return {"name": name, "champion": str(path.version)}
 
     @bp.post("/models/<int:version>/reject", permission="models:approve",
-             responses={200: ApprovalOut, 409: ErrorBody})
+             responses={200: ApprovalOut, 404: ErrorBody, 409: ErrorBody})
     def reject(path: VersionPath, body: DecisionBody):
         """Reject a waiting challenger: the champion stays."""
         pending(path.version)

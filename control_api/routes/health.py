@@ -26,22 +26,20 @@ def blueprint(services) -> APIBlueprint:
 
     @bp.get("/ready", responses={200: Ready, 503: Ready}, security=[])
     def ready():
-        """200 only when a champion is loaded and the job queue is reachable."""
-        reasons = []
-        try:
-            interrupt_dead_jobs()
-        except Exception as error:  # the database away: serving goes on, jobs do not
-            reasons.append(f"job records unreachable: {type(error).__name__}")
+        """200 when a champion is loaded (predictions need nothing else); `queue` and `jobs` say
+        whether the job side answers (while either is down, the job routes answer 503)."""
         champion = services.champion.current
         if champion is None:
             services.champion.refresh()
             champion = services.champion.current
-        if champion is None:
-            reasons.append(services.champion.last_error or "no champion loaded")
-        queue_ok, queue_state = reachable(services.jobs.queue)
-        if not queue_ok:
-            reasons.append(queue_state)
-        body = {"ready": not reasons, "queue": queue_state, "reasons": reasons,
+        reasons = [] if champion else [services.champion.last_error or "no champion loaded"]
+        _queue_ok, queue_state = reachable(services.jobs.queue)
+        try:
+            interrupt_dead_jobs()
+            jobs_state = "ok"
+        except Exception as error:  # the database away: serving goes on, jobs do not
+            jobs_state = f"job records unreachable: {type(error).__name__}"
+        body = {"ready": not reasons, "queue": queue_state, "jobs": jobs_state, "reasons": reasons,
                 "champion": f"{champion.name} version {champion.version}" if champion else None}
         return jsonify(body), 200 if not reasons else 503
 

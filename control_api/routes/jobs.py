@@ -23,7 +23,7 @@ def location(job: dict) -> dict:
 
 def present(job: dict) -> dict:
     shown = {k: v for k, v in job.items()
-             if k not in ("log", "heartbeat_at", "worker", "requested_role")}
+             if k not in ("log", "heartbeat_at", "worker", "requested_role", "lease")}
     shown["log_tail"] = (job.get("log") or "")[-LOG_TAIL:]
     shown["params"] = job.get("params") or {}
     return shown
