@@ -32,6 +32,7 @@ def api(module_state):
     project = build_project(module_state, rows=1200)
     project.dvc("repro")
     services = Services(project.path, project.state)
+    services.project = project
     services.start_api()
     try:
         services.wait_ready()
@@ -51,7 +52,9 @@ def test_every_operation_keeps_its_contract_under_every_check(api):
                f"{api.url}/openapi.json", "--checks", "all",
                "--max-examples", str(EXAMPLES_PER_OPERATION), "--seed", str(SEED),
                "--header", f"Authorization: Bearer {TOKEN}", "--suppress-health-check", "all"]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=1800, check=False)
+    # in the state dir: schemathesis keeps a cache of what failed in its working directory
+    result = subprocess.run(command, capture_output=True, text=True, timeout=1800, check=False,
+                            cwd=api.project.state)
     report = result.stdout + result.stderr
     print(f"\n{summary(report)}")
     assert result.returncode == 0, f"schemathesis found failures:\n{report}\n{api.tail('api.log')}"
