@@ -44,6 +44,8 @@ OPTIONAL = {
     "OPCON_DRIFT_INTERVAL_SECONDS": "a test shortcut overriding OPCON_DRIFT_INTERVAL_MINUTES",
     "OPCON_GIT_COMMIT": "set in the image by the Dockerfile's build argument (no .git inside)",
     "OPCON_ACTOR": "set by the job worker for the pipeline processes it starts (who a promotion is for)",
+    "OPCON_JOB_ID": "set by the job worker for every process it starts (whose job the process is)",
+    "OPCON_JOB_LEASE": "set by the job worker for the stage process it starts (the lease it writes under)",
 }
 NOT_NEEDED: dict[tuple[str, str], str] = {}  # (service, variable) read but not needed there: why
 SECRET_NAME = re.compile(r"PASSWORD|TOKEN(?!_ROLE)|SECRET|(^|_)KEY$")
