@@ -43,7 +43,8 @@ class Services:
         params = params_module.load(settings.project_dir)
         engine = db.connect(settings.database_url)
         champion = Champion(params.registry.model_name, params.schema, settings.model_poll_seconds,
-                            settings.onnx_max_rows)
+                            settings.onnx_max_rows, engine=engine,
+                            lead_seconds=settings.model_switch_lead_seconds)
         store = JobStore(engine, make_queue(settings))
         identities = IdentityStore(engine)
         if settings.redis_url:

@@ -1,7 +1,8 @@
 """The champion in memory: loaded once per worker, swapped whole when the registry alias moves.
 
 A request takes one reference to the ServedModel at its start, so it is answered by one version
-from start to end even when a promotion lands in the middle; the response names that version.
+from start to end even when a promotion lands in the middle; the response names that version. The
+workers of a deployment switch at one recorded instant (see Champion).
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import sqlalchemy as sa
 
 from control_api.errors import APIError
+from control_api.model_switches import Move, Moves
 from ml import registry
 from ml.schema import Schema
 
@@ -84,52 +87,187 @@ def load(name: str, version: str, schema: Schema, onnx_max_rows: int = 2_000) ->
                        onnx_max_rows=onnx_max_rows)
 
 
-class Champion:
-    """Holds the served model; a daemon thread follows the registry's `champion` alias."""
+class Switch:
+    """A version this worker serves from `at` (seconds since the epoch) on. Until it has loaded, the
+    requests due to get it wait for it rather than get the version it replaces."""
 
-    def __init__(self, name: str, schema: Schema, poll_seconds: float, onnx_max_rows: int = 2_000):
+    def __init__(self, version: str, at: float):
+        self.version, self.at = version, at
+        self.model: ServedModel | None = None
+        self.error: str | None = None
+        self.settled = threading.Event()  # loaded, or failed to
+
+    def loaded(self, model: ServedModel) -> None:
+        self.model = model
+        self.settled.set()
+
+    def failed(self, error: str) -> None:
+        self.error = error
+        self.settled.set()
+
+
+class Champion:
+    """Holds the served model; a daemon thread follows the registry's `champion` alias.
+
+    With the database (`engine`), all the workers of a deployment switch to a newly promoted version
+    at one instant, recorded in its table `model_switches`: the first worker to have loaded the new
+    version records the move `lead_seconds` ahead, the others load it meanwhile, and each request
+    picks its version by the clock (no I/O). So once a response has named the new version, no later
+    request gets the version it replaced. A worker that has not loaded it in time makes the requests
+    due to get it wait (`wait_seconds` at most, then 503) rather than answer with the old one.
+    Without the database a worker switches as soon as it has loaded the new version.
+    """
+
+    def __init__(self, name: str, schema: Schema, poll_seconds: float, onnx_max_rows: int = 2_000,
+                 *, engine: sa.Engine | None = None, lead_seconds: float = 5.0,
+                 wait_seconds: float = 30.0):
         self.name, self.schema = name, schema
         self.poll_seconds, self.onnx_max_rows = poll_seconds, onnx_max_rows
-        self.current: ServedModel | None = None
+        self.lead_seconds, self.wait_seconds = lead_seconds, wait_seconds
+        self.moves = Moves(engine, name) if engine is not None else None
         self.last_error: str | None = None
+        self._serving: ServedModel | None = None
+        self._next: Switch | None = None
         self._refresh_lock = threading.Lock()
+        self._swap_lock = threading.Lock()
+        self._moves_unreadable = False
         self._thread: threading.Thread | None = None
 
+    # -- per request: no I/O ---------------------------------------------------------------------
+    def get(self) -> ServedModel:
+        """The model one request is answered with, from start to end."""
+        upcoming = self._next
+        if upcoming is not None and time.time() >= upcoming.at:
+            return self._take(upcoming)
+        served = self._serving
+        if served is None:  # the first request of a worker whose watcher has not loaded it yet
+            self.refresh()
+            upcoming, served = self._next, self._serving
+            if upcoming is not None and time.time() >= upcoming.at:
+                return self._take(upcoming)
+        if served is None:
+            raise APIError(503, self.last_error or "no champion model is loaded")
+        return served
+
+    @property
+    def current(self) -> ServedModel | None:
+        """The model a request would be answered with now (None before the first load)."""
+        upcoming = self._next
+        if upcoming is not None and upcoming.model is not None and time.time() >= upcoming.at:
+            return upcoming.model
+        return self._serving
+
+    def _take(self, upcoming: Switch) -> ServedModel:
+        if not upcoming.settled.wait(self.wait_seconds) or upcoming.model is None:
+            problem = upcoming.error or "it is still loading"
+            raise APIError(503, f"version {upcoming.version} of the model is not served yet ({problem}): "
+                           "try again shortly", headers={"Retry-After": "5"}, reason="model loading")
+        with self._swap_lock:
+            if self._next is upcoming:
+                self._serving, self._next = upcoming.model, None
+                log.info("serving %s version %s", self.name, upcoming.version)
+        return upcoming.model
+
+    # -- following the alias (the watcher thread, and the routes that move it) --------------------
     def refresh(self) -> bool:
-        """Load the champion if the alias moved; True when the served model changed."""
+        """Follow the alias; True when this worker loaded a version to serve, now or at the instant
+        recorded for its move."""
         with self._refresh_lock:
             try:
                 found = registry.champion(self.name)
                 if found is None:
                     self.last_error = f"model `{self.name}` has no champion yet"
                     return False
-                if self.current is not None and self.current.version == str(found.version):
-                    return False
-                loaded = load(self.name, str(found.version), self.schema, self.onnx_max_rows)
+                changed = self._follow(str(found.version))
             except Exception as error:  # keep serving the model we have
                 self.last_error = f"could not load the champion: {error}"
                 log.exception("champion refresh failed")
                 return False
-            self.current = loaded  # one reference swap: requests see the old or the new model
             self.last_error = None
-            log.info("serving %s version %s", self.name, loaded.version)
-            return True
+            return changed
+
+    def _follow(self, alias: str) -> bool:
+        if self.moves is None:
+            return self._serve_at_once(alias)
+        try:
+            move = self.moves.latest()
+        except sa.exc.SQLAlchemyError as error:
+            return self._without_moves(alias, error)
+        self._moves_unreadable = False
+        preloaded = None
+        if move is None or (alias != move.to_version and not move.pending(time.time())):
+            # a move no worker has recorded yet (one made while another is pending waits for it):
+            # load the new version while the current one serves, then record the switch
+            preloaded = self._load(alias)
+            deployed = move.to_version if move else None
+            lead = self.lead_seconds if deployed is not None else 0.0
+            move = self.moves.record(move, deployed, alias, time.time() + lead)
+            log.info("%s: version %s follows %s; every worker serves it in %.1f s", self.name,
+                     move.to_version, move.from_version, move.switch_at - time.time())
+        return self._apply(move, preloaded)
+
+    def _apply(self, move: Move, preloaded: ServedModel | None) -> bool:
+        now, changed = time.time(), False
+        upcoming = self._next
+        if upcoming is not None and upcoming.model is not None and now >= upcoming.at:
+            self._take(upcoming)
+        if self._version_at(now) != move.serving(now):
+            # a fresh worker, or one that missed a move: its requests wait for the version the
+            # others serve, never get an older one
+            changed = self._prepare(move.serving(now), 0.0, preloaded)
+        upcoming = self._next
+        if move.pending(now) and (upcoming is None or upcoming.error or
+                                  (upcoming.version, upcoming.at) != (move.to_version, move.switch_at)):
+            changed = self._prepare(move.to_version, move.switch_at, preloaded) or changed
+        return changed
+
+    def _version_at(self, now: float) -> str | None:
+        upcoming = self._next
+        if upcoming is not None and now >= upcoming.at:
+            return None if upcoming.error else upcoming.version
+        return self._serving.version if self._serving else None
+
+    def _prepare(self, version: str, at: float, preloaded: ServedModel | None = None) -> bool:
+        upcoming = Switch(version, at)
+        with self._swap_lock:
+            self._next = upcoming
+        try:
+            model = preloaded if preloaded is not None and preloaded.version == version else \
+                self._load(version)
+        except Exception as error:
+            upcoming.failed(str(error))
+            raise
+        upcoming.loaded(model)
+        if time.time() >= at:
+            self._take(upcoming)
+        else:
+            log.info("%s version %s loaded; served in %.1f s", self.name, version, at - time.time())
+        return True
+
+    def _serve_at_once(self, alias: str) -> bool:
+        served = self.current
+        if served is not None and served.version == alias:
+            return False
+        return self._prepare(alias, 0.0, self._load(alias))  # the old one serves while it loads
+
+    def _without_moves(self, alias: str, error: Exception) -> bool:
+        """The database is unreachable: keep serving (predictions do not need it); a worker with
+        nothing loaded yet serves the registry's champion."""
+        if not self._moves_unreadable:
+            log.warning("the recorded champion moves cannot be read (%s): %s", type(error).__name__,
+                        "no switch until they can" if self.current else f"serving version {alias}")
+            self._moves_unreadable = True
+        return False if self.current is not None else self._serve_at_once(alias)
+
+    def _load(self, version: str) -> ServedModel:
+        return load(self.name, version, self.schema, self.onnx_max_rows)
 
     def start(self) -> None:
         if self._thread is None and self.poll_seconds > 0:
-            self._thread = threading.Thread(target=self._follow, name="champion-watcher", daemon=True)
+            self._thread = threading.Thread(target=self._watch, name="champion-watcher", daemon=True)
             self._thread.start()
 
-    def _follow(self) -> None:
+    def _watch(self) -> None:
         while True:
             self.refresh()
             time.sleep(self.poll_seconds)
-
-    def get(self) -> ServedModel:
-        served = self.current
-        if served is None:
-            self.refresh()
-            served = self.current
-        if served is None:
-            raise APIError(503, self.last_error or "no champion model is loaded")
-        return served

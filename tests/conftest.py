@@ -19,6 +19,12 @@ from tests.helpers import (
 )
 
 
+def pytest_configure(config):
+    """A promotion is served at once in tests (an app, or the servers a test starts), as by a single
+    worker; tests/test_api_rollout.py sets a lead of its own to test the deployment-wide switch."""
+    os.environ.setdefault("OPCON_MODEL_SWITCH_LEAD_SECONDS", "0")
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item, call):
     """Under CI=true every test runs: a skipped one (a missing server, say) fails instead."""
@@ -66,7 +72,7 @@ def apps_project(module_state) -> Project:
 def trained(module_state) -> Project:
     """A project of this module with a trained champion (version 1)."""
     project = build_project(module_state, rows=2000)
-    project.dvc("repro")
+    project.train()
     return project
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlalchemy as sa
 from flask import jsonify
 from flask_openapi3 import APIBlueprint, Tag
 
@@ -35,6 +36,8 @@ def blueprint(services) -> APIBlueprint:
         reasons = [] if champion else [services.champion.last_error or "no champion loaded"]
         _queue_ok, queue_state = reachable(services.jobs.queue)
         try:
+            with services.engine.connect() as connection:  # every probe: the watch below is throttled
+                connection.execute(sa.text("SELECT 1"))
             interrupt_dead_jobs()
             jobs_state = "ok"
         except Exception as error:  # the database away: serving goes on, jobs do not
