@@ -1,4 +1,5 @@
-"""Input models generated from the data set's schema (pydantic), and the same rules on CSV batches."""
+"""Input models generated from the data set's schema (pydantic), and the same rules on CSV batches
+(read a block at a time: control_api.csv_input)."""
 
 from __future__ import annotations
 
@@ -6,11 +7,17 @@ from typing import Annotated, Literal
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
+from control_api.csv_input import duplicates
 from ml.schema import Feature, Schema
 
 EXAMPLE_ROWS = 10  # row numbers quoted per problem in a batch
+# cells a feature takes as empty: the texts pandas reads as missing
+EMPTY_TEXTS = ("", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN",
+               "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null")
 
 
 def _field(feature: Feature):
@@ -46,54 +53,84 @@ def _range(feature: Feature) -> str:
     return f"{low} to {high}"
 
 
-def _rows(mask: np.ndarray) -> list[int]:
-    """1-based data-row numbers (the header is not a row) of the first offending rows."""
-    return (np.flatnonzero(mask)[:EXAMPLE_ROWS] + 1).tolist()
+def header_problems(names: list[str], schema: Schema) -> list[dict]:
+    """A header with a name twice, or without a feature column, is refused before any row is read."""
+    problems = [{"field": name or "file", "problem": f"duplicate column `{name}`"}
+                for name in duplicates(names)]
+    problems += [{"field": name, "problem": "column is missing"}
+                 for name in schema.feature_names if name not in names]
+    return problems
 
 
-def _problem(column: str, problem: str, mask: np.ndarray) -> dict:
-    return {"field": column, "problem": problem, "count": int(mask.sum()), "rows": _rows(mask)}
+class Problems:
+    """What is wrong with the rows of a CSV read in blocks: per column and problem, how many rows
+    and the first row numbers (1-based data rows: the header is not a row), in schema order."""
+
+    KINDS = ("empty value(s)", "unknown category", "not a number", "outside the allowed")
+
+    def __init__(self, schema: Schema):
+        self._order = {name: i for i, name in enumerate(schema.feature_names)}
+        self._found: dict[tuple[str, str], dict] = {}
+
+    def add(self, column: str, problem: str, mask: np.ndarray, first_row: int) -> None:
+        count = int(mask.sum())
+        if not count:
+            return
+        entry = self._found.setdefault((column, problem), {"field": column, "problem": problem,
+                                                           "count": 0, "rows": []})
+        entry["count"] += count
+        wanted = EXAMPLE_ROWS - len(entry["rows"])
+        if wanted > 0:
+            entry["rows"] += (np.flatnonzero(mask)[:wanted] + first_row).tolist()
+
+    def __bool__(self) -> bool:
+        return bool(self._found)
+
+    def as_list(self) -> list[dict]:
+        def rank(key: tuple[str, str]) -> tuple[int, int]:
+            column, problem = key
+            return (self._order.get(column, len(self._order)),
+                    next(i for i, kind in enumerate((*self.KINDS, "")) if problem.startswith(kind)))
+
+        return [self._found[key] for key in sorted(self._found, key=rank)]
 
 
-def check_frame(frame: pd.DataFrame, schema: Schema) -> tuple[dict[str, np.ndarray], list[dict]]:
-    """Feature columns as arrays ready for the model, and every problem found (empty when valid).
-
-    Columns that are not features (IDs, labels, notes) are allowed and passed through untouched.
-    """
-    problems: list[dict] = []
-    if frame.empty:
-        return {}, [{"field": "file", "problem": "the CSV has a header but no data rows"}]
-    missing = [name for name in schema.feature_names if name not in frame.columns]
-    problems += [{"field": name, "problem": "column is missing"} for name in missing]
+def feature_columns(block: pa.RecordBatch, schema: Schema, problems: Problems, first_row: int,
+                    skip: set[str] = frozenset()) -> dict[str, np.ndarray]:
+    """The feature columns of a block of text cells as arrays ready for the model (numbers as
+    float64, categories as str); what is wrong goes to `problems`. `first_row`: the block's first
+    row number; `skip`: features the block does not have (refused already)."""
     columns: dict[str, np.ndarray] = {}
     for feature in schema.features:
-        if feature.name in missing:
+        if feature.name in skip:
             continue
-        raw = frame[feature.name]
-        empty = raw.isna().to_numpy()
-        if empty.any():
-            problems.append(_problem(feature.name, "empty value(s)", empty))
+        text = block.column(feature.name)
+        empty = pc.is_in(text, value_set=pa.array(EMPTY_TEXTS)).to_numpy(zero_copy_only=False)
+        problems.add(feature.name, "empty value(s)", empty, first_row)
         if feature.type == "category":
-            values = raw.astype(str).to_numpy(dtype=object)
-            unknown = ~np.isin(values, feature.categories) & ~empty
-            if unknown.any():
-                problems.append(_problem(
-                    feature.name, f"unknown category; allowed: {', '.join(feature.categories)}",
-                    unknown))
-            columns[feature.name] = values
+            known = pc.is_in(text, value_set=pa.array(feature.categories)).to_numpy(zero_copy_only=False)
+            problems.add(feature.name, f"unknown category; allowed: {', '.join(feature.categories)}",
+                         ~known & ~empty, first_row)
+            columns[feature.name] = text.to_numpy(zero_copy_only=False)
             continue
-        numbers = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=np.float64)
-        not_numbers = np.isnan(numbers) & ~empty
-        if not_numbers.any():
-            problems.append(_problem(feature.name, "not a number", not_numbers))
+        numbers = _numbers(text, empty)
+        problems.add(feature.name, "not a number", np.isnan(numbers) & ~empty, first_row)
         with np.errstate(invalid="ignore"):
-            outside = np.zeros(len(numbers), dtype=bool)
+            outside = np.isinf(numbers)
             if feature.min is not None:
                 outside |= numbers < feature.min
             if feature.max is not None:
                 outside |= numbers > feature.max
-        outside |= np.isinf(numbers)
-        if outside.any():
-            problems.append(_problem(feature.name, f"outside the allowed {_range(feature)}", outside))
+        problems.add(feature.name, f"outside the allowed {_range(feature)}", outside, first_row)
         columns[feature.name] = numbers
-    return columns, problems
+    return columns
+
+
+def _numbers(text: pa.Array, empty: np.ndarray) -> np.ndarray:
+    """Cells as float64, NaN where empty or not a number."""
+    cells = pc.if_else(pa.array(empty), pa.scalar(None, pa.string()), text)
+    try:
+        return pc.cast(cells, pa.float64()).to_numpy(zero_copy_only=False)
+    except pa.ArrowInvalid:  # a cell Arrow does not take (text, spaces around a number): pandas decides
+        values = pd.to_numeric(pd.Series(cells.to_numpy(zero_copy_only=False)), errors="coerce")
+        return values.to_numpy(dtype=np.float64)

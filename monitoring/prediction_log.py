@@ -5,6 +5,7 @@ Layout under its directory: JSON-lines segments per writing process
 one line per predicted row, a new segment every `segment_bytes`), one Parquet file per batch request
 (`batch-<request id>.parquet`), and Parquet copies of sealed segments (`rows-...parquet`, made by
 `compact()`: a segment is sealed once its process moved on to a newer one or is gone).
+A batch's file is written a block of rows at a time and renamed into place when complete.
 
 Durability: a row is handed to the kernel (`os.write` on an O_APPEND file, or a Parquet file renamed
 into place) before the response is sent, so killing the process right after loses nothing. Without
@@ -24,8 +25,11 @@ import time
 import uuid
 from pathlib import Path
 
+import numpy as np
 import orjson
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from monitoring import log_files
 from monitoring.log_files import LogFile
@@ -79,17 +83,14 @@ class PredictionLog:
     def append_frame(self, request_id: str, model_version: str, served_by: str,
                      frame: pd.DataFrame) -> None:
         """Log a batch as one Parquet file, renamed into place once complete."""
-        logged = frame.copy()
-        logged.insert(0, "served_by", served_by)
-        logged.insert(0, "model_version", model_version)
-        logged.insert(0, "ts", time.time())
-        logged.insert(0, "row", range(len(frame)))
-        logged.insert(0, "request_id", request_id)
-        final = self.directory / f"batch-{request_id}.parquet"
-        partial = final.with_suffix(f".{uuid.uuid4().hex}.tmp")
-        logged.to_parquet(partial, index=False)
-        os.replace(partial, final)
-        self.index.record_file(request_id, len(frame), final)
+        with self.batch(request_id, model_version) as logged:
+            logged.write(pa.Table.from_pandas(frame, preserve_index=False), served_by)
+            logged.commit()
+
+    def batch(self, request_id: str, model_version: str) -> BatchLog:
+        """A batch request logged block by block into one Parquet file, which joins the log only
+        at `commit()` (leaving the `with` block without it discards the rows)."""
+        return BatchLog(self, request_id, model_version)
 
     # -- reading -------------------------------------------------------------------------------
     def files(self) -> list[LogFile]:
@@ -146,6 +147,56 @@ class PredictionLog:
         return max((f.newest for f in files), default=None)
 
 
+class BatchLog:
+    """The Parquet file of one batch request, written a block of rows at a time (one row group
+    each); rows are numbered 0..n-1 across the blocks, as /feedback addresses them."""
+
+    def __init__(self, log: PredictionLog, request_id: str, model_version: str):
+        self.log, self.request_id, self.model_version = log, request_id, model_version
+        self.final = log.directory / f"batch-{request_id}.parquet"
+        self.partial = self.final.with_suffix(f".{uuid.uuid4().hex}.tmp")
+        self.rows = 0
+        self._stamp = time.time()
+        self._writer = None
+
+    def __enter__(self) -> BatchLog:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+        self.partial.unlink(missing_ok=True)  # committed: already renamed
+
+    def write(self, columns: pa.Table | dict, served_by: str) -> None:
+        """Rows of features and outputs: a table, or columns (numpy or Arrow arrays of one length);
+        the same columns in every block."""
+        table = columns if isinstance(columns, pa.Table) else pa.table(columns)
+        rows = table.num_rows
+        logged = pa.table({
+            "request_id": pa.repeat(pa.scalar(self.request_id, pa.string()), rows),
+            "row": pa.array(np.arange(self.rows, self.rows + rows, dtype=np.int64)),
+            "ts": pa.repeat(pa.scalar(self._stamp, pa.float64()), rows),
+            "model_version": pa.repeat(pa.scalar(self.model_version, pa.string()), rows),
+            "served_by": pa.repeat(pa.scalar(served_by, pa.string()), rows),
+            **{name: table.column(name) for name in table.column_names}})
+        if self._writer is None:  # dictionaries for text, statistics for time (what reads use)
+            text = [f.name for f in logged.schema if pa.types.is_string(f.type)]
+            self._writer = pq.ParquetWriter(self.partial, logged.schema, use_dictionary=text,
+                                            write_statistics=["ts"])
+        self._writer.write_table(logged.cast(self._writer.schema))
+        self.rows += rows
+
+    def commit(self) -> None:
+        """The rows join the log: the file is renamed into place, then indexed."""
+        if self._writer is None:
+            raise ValueError("a batch with no rows is not logged")
+        self._writer.close()
+        self._writer = None
+        os.replace(self.partial, self.final)
+        self.log.index.record_file(self.request_id, self.rows, self.final)
+
+
 def _between(table, since: float | None, until: float | None):
     import pyarrow.compute as pc
 
@@ -159,7 +210,5 @@ def _between(table, since: float | None, until: float | None):
 
 
 def _nth_newest(parts: list, n: int) -> float:
-    import numpy as np
-
     stamps = np.concatenate([p["ts"].to_numpy() for p in parts if p.num_rows])
     return float(np.partition(stamps, len(stamps) - n)[len(stamps) - n])

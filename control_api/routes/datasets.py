@@ -28,6 +28,9 @@ def present(row: dict) -> dict:
 
 
 def refusal(error: Exception, stored: Path) -> APIError:
+    if isinstance(error, datasets.DuplicateColumnError):
+        return APIError(422, str(error), [{"field": name or "file", "problem": f"duplicate column `{name}`"}
+                                          for name in error.names])
     if isinstance(error, datasets.BatchRejectedError):
         details = [{"field": f["column"] or "file", "problem": f["message"]} for f in error.report.failures]
         return APIError(422, f"the {error.stage} failed validation; nothing was changed", details)
@@ -79,11 +82,11 @@ def blueprint(services) -> SecuredBlueprint:
         try:
             upload_file.save(stored)
             try:
-                batch, _ = datasets.checked_batch(project, params, stored)
+                rows = datasets.check_upload(project, params, stored)
             except (DataError, datasets.BatchRejectedError) as error:
                 raise refusal(error, stored) from None
             job, kept = store.submit(
-                "dataset_upload", {"file_name": upload_file.filename[:100], "batch_rows": len(batch)},
+                "dataset_upload", {"file_name": upload_file.filename[:100], "batch_rows": rows},
                 "dataset upload through the API", g.identity.name, g.identity.role, job_id=job_id)
         finally:
             if not kept:

@@ -2,22 +2,23 @@
 # (no `from __future__ import annotations`: flask-openapi3 reads the body model, made per schema, at runtime)
 
 
-import io
 import time
 import uuid
 
 import numpy as np
-import pandas as pd
 from flask import Response, jsonify, request
 from flask_openapi3 import Tag
+from pydantic import BaseModel, ConfigDict, Field
+from werkzeug.wsgi import wrap_file
 
-from control_api.errors import APIError, invalid
+from control_api import batch_scoring
+from control_api.errors import invalid
 from control_api.identity.routing import SecuredBlueprint
 from control_api.models import BatchForm, ErrorBody, PredictResponse
-from control_api.validation import check_frame, predict_request_model
+from control_api.validation import predict_request_model
 
 TAG = Tag(name="predict", description="Predictions from the champion model")
-CSV_CHUNK_ROWS = 50_000
+SEND_BYTES = 1 << 20
 
 
 def _outputs(served, proba: np.ndarray) -> dict[str, np.ndarray]:
@@ -47,16 +48,11 @@ def _prediction_dicts(served, outputs: dict[str, np.ndarray]) -> list[dict]:
             for i, (label, text) in enumerate(zip(labels, texts, strict=True))]
 
 
-def _read_csv(upload, schema) -> pd.DataFrame:
-    if upload is None or not getattr(upload, "filename", None):
-        raise invalid([{"field": "file", "problem": "no file uploaded (multipart field `file`)"}])
-    try:
-        return pd.read_csv(upload.stream, dtype={name: str for name in schema.categorical},
-                           encoding="utf-8")
-    except UnicodeDecodeError:
-        raise invalid([{"field": "file", "problem": "not UTF-8 text: upload a CSV file"}]) from None
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as error:
-        raise invalid([{"field": "file", "problem": f"not a readable CSV: {error}"}]) from None
+class BatchQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    raw: bool = Field(False, description="CSV cells exactly as they are: no `'` in front of cells "
+                                         "that start like a spreadsheet formula (for programs, "
+                                         "not spreadsheets)")
 
 
 def blueprint(services) -> SecuredBlueprint:
@@ -84,47 +80,31 @@ def blueprint(services) -> SecuredBlueprint:
                         "request_id": request_id, "served_by": path, "predictions": predictions})
 
     @bp.post("/predict/batch", permission="predict", audited=False,
-             responses={200: {"content": {"text/csv": {}}}, 413: ErrorBody})
-    def predict_batch(form: BatchForm):
-        """Score a CSV (up to 1,000,000 rows): the input columns plus the predictions, streamed.
+             responses={200: {"content": {"text/csv": {}, "application/json": {}}}, 413: ErrorBody})
+    def predict_batch(form: BatchForm, query: BatchQuery):
+        """Score a CSV (up to 1,000,000 rows): the input columns as they came, plus the predictions.
 
-        Columns other than the features are passed through untouched. `Accept: application/json`
-        returns the same as JSON records.
+        Columns other than the features are passed through untouched, except that a text cell
+        starting like a spreadsheet formula (`=`, `+`, `-`, `@`, tab, CR; not a number such as
+        `-2.5`) gets a leading `'`; `raw=true` leaves every cell as it came. A 422 lists every
+        problem of the file, and then nothing is logged.
+        `Accept: application/json` returns the same as JSON records (never altered).
         """
-        frame = _read_csv(request.files.get("file"), schema)
-        if len(frame) > settings.max_batch_rows:
-            raise APIError(413, f"{len(frame)} rows: the limit is {settings.max_batch_rows}")
-        columns, problems = check_frame(frame, schema)
-        if problems:
-            raise invalid(problems, "the CSV has invalid rows or columns")
-        served = services.champion.get()
-        started = time.perf_counter()
-        proba, path = served.predict_proba(columns, len(frame))
-        outputs = _outputs(served, proba)
-        added = {f"prediction_{k}": v for k, v in outputs.items()}
-        clashes = sorted(set(added) & set(frame.columns))
-        if clashes:  # refused: not counted as scored
-            raise invalid([{"field": c, "problem": "the output would overwrite this input column; "
-                            "rename it"} for c in clashes])
-        services.metrics.observe(served.version, path, outputs["label"], time.perf_counter() - started)
-        request_id = str(uuid.uuid4())
-        scored = frame.assign(**added)
-        log.append_frame(request_id, served.version, path,
-                         pd.DataFrame({**{n: columns[n] for n in names}, **outputs}))
-        headers = {"X-Request-Id": request_id, "X-Model-Version": served.version,
-                   "X-Served-By": path}
-        if request.accept_mimetypes.best == "application/json":
-            return Response(scored.to_json(orient="records"), mimetype="application/json",
-                            headers=headers)
-
-        def chunks():
-            for start in range(0, len(scored), CSV_CHUNK_ROWS):
-                buffer = io.StringIO()
-                scored.iloc[start:start + CSV_CHUNK_ROWS].to_csv(buffer, index=False,
-                                                                  header=start == 0)
-                yield buffer.getvalue()
-
-        headers["Content-Disposition"] = f'attachment; filename="scored-{request_id}.csv"'
-        return Response(chunks(), mimetype="text/csv", headers=headers)
+        upload = request.files.get("file")
+        if upload is None or not getattr(upload, "filename", None):
+            raise invalid([{"field": "file", "problem": "no file uploaded (multipart field `file`)"}])
+        served = services.champion.get()  # one model for the whole request
+        as_json = request.accept_mimetypes.best == "application/json"
+        scored = batch_scoring.score_upload(upload.stream, served, log, services.metrics,
+                                            max_rows=settings.max_batch_rows,
+                                            onnx_max_rows=settings.onnx_max_rows,
+                                            as_json=as_json, raw=query.raw)
+        headers = {"X-Request-Id": scored.request_id, "X-Model-Version": served.version,
+                   "X-Served-By": scored.served_by, "Content-Length": str(scored.size)}
+        if not as_json:
+            headers["Content-Disposition"] = f'attachment; filename="scored-{scored.request_id}.csv"'
+        return Response(wrap_file(request.environ, scored.body, SEND_BYTES), headers=headers,
+                        mimetype="application/json" if as_json else "text/csv",
+                        direct_passthrough=True)
 
     return bp

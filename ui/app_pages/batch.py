@@ -8,7 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from ui.api_client import ApiRejectedError, ScoredFile
-from ui.components import charts
+from ui.components import charts, csv_files
 from ui.components.errors import problems_table, show_api_error
 from ui.components.formatting import class_label, percent, positive_class
 from ui.components.session import api, schema
@@ -79,7 +79,7 @@ upload = st.file_uploader("CSV file", type=["csv"], key="batch_file",
 if upload is None:
     st.session_state.pop(RESULT, None)
     st.info("Drop a CSV above to score it.", icon=":material/upload_file:")
-else:
+elif not csv_files.refused_header(upload.getvalue()):
     if st.button(f"Score “{upload.name}”", type="primary", icon=":material/play_arrow:"):
         score(upload)
     result = st.session_state.get(RESULT)

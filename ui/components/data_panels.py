@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from ui.api_client import ApiRejectedError
-from ui.components import formatting
+from ui.components import csv_files, formatting
 from ui.components.errors import problems_table, show_api_error
 from ui.components.job_progress import job_outcome
 from ui.components.session import api
@@ -54,8 +54,9 @@ def show_versions(listing: dict, current_schema: dict) -> None:
 def upload_batch() -> None:
     upload = st.file_uploader("Labelled CSV batch", type=["csv"], key="dataset_file",
                               help="The same columns as the training data, the target included.")
-    if upload is not None and st.button("Validate and add as a new version", type="primary",
-                                        icon=":material/library_add:"):
+    sendable = upload is not None and not csv_files.refused_header(upload.getvalue())
+    if sendable and st.button("Validate and add as a new version", type="primary",
+                              icon=":material/library_add:"):
         try:
             with st.spinner("Validating the batch, then the data with it…", show_time=True):
                 job, created = api().upload_dataset(upload.getvalue(), upload.name)
