@@ -70,6 +70,13 @@ class Project:
     def dvc(self, *args: str) -> str:
         return dvc(*args, cwd=self.path)
 
+    def train(self) -> None:
+        """The whole pipeline, run in this process and committed to dvc.lock, as `dvc repro` leaves
+        it (ml.in_process: the libraries are imported once, not once per stage)."""
+        from ml import in_process
+
+        in_process.run(self.path, log=lambda line: None)
+
     def git_commit(self, message: str) -> None:
         run(["git", "add", "-A"], self.path, "git add")
         run(["git", "-c", "user.name=test", "-c", "user.email=test@localhost", "commit", "-qm",

@@ -677,7 +677,7 @@ def predicted_version(client: Client, record: dict) -> str:
 def test_promote_a_challenger_then_roll_back(client, trained, schema, model_name, record):
     trained.update_params({"train": {"hyperparameters": {"random_forest": {
         "n_estimators": 5, "max_depth": 3}}}})
-    trained.dvc("repro")
+    trained.train()
     assert trained.json("metrics/evaluate.json")["promoted"] is False
 
     listed = client.get("/api/v1/models").get_json()

@@ -21,7 +21,7 @@ pytestmark = pytest.mark.live
 @pytest.fixture(scope="module")
 def live(module_state):
     project = build_project(module_state, rows=2000)
-    project.dvc("repro")
+    project.train()
     project.git_commit("first model")
     with running(project) as services:
         services.record = typical_record(project.params.schema)

@@ -38,7 +38,7 @@ empty_postgres_url = pytest.fixture(new_database)
 @pytest.fixture(scope="module")
 def scaled(module_state, postgres_url):
     project = build_project(module_state, rows=1500)
-    project.dvc("repro")
+    project.train()
     queue = f"opcon-test-{uuid.uuid4().hex[:8]}"
     services = Services(project.path, project.state, {
         "REDIS_URL": REDIS_URL, "OPCON_DATABASE_URL": postgres_url, "OPCON_QUEUE_NAME": queue})

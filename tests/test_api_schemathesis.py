@@ -30,7 +30,7 @@ def api(module_state):
     """The API under gunicorn on a trained project, and no job worker: a job it is asked for stays
     queued (the next request for that kind is answered 409), and no pipeline runs meanwhile."""
     project = build_project(module_state, rows=1200)
-    project.dvc("repro")
+    project.train()
     services = Services(project.path, project.state)
     services.project = project
     services.start_api()

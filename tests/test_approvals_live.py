@@ -21,7 +21,7 @@ PASSWORD = "correct horse battery"
 @pytest.fixture(scope="module")
 def live(module_state):
     project = build_project(module_state, rows=1500, params_changes={"evaluate": {"min_improvement": 0.0}})
-    project.dvc("repro")
+    project.train()
     project.git_commit("first model")
     with running(project) as services:
         for name, role in (("eve", "engineer"), ("alice", "admin"), ("bob", "admin")):

@@ -213,7 +213,7 @@ def world(module_state):
 
 
 def build_world(project) -> World:
-    project.dvc("repro")
+    project.train()
     app = create_app({"testing": True, "api_token": SERVICE_TOKEN, "state_dir": project.state,
                       "project_dir": project.path})
     services = app.extensions["opcon"]

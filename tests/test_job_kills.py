@@ -29,7 +29,7 @@ DELAY = {"register and promote": 0.5, "train": 0.3}
 @pytest.fixture(scope="module")
 def live(module_state):
     project = build_project(module_state, rows=600)
-    project.dvc("repro")
+    project.train()
     project.dvc("push")
     project.git_commit("first model")
     with running(project) as services:

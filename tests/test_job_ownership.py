@@ -25,7 +25,7 @@ from tests.live import job_processes, wait_until
 def trained(module_state):
     """A small project with a champion (version 1)."""
     project = build_project(module_state, rows=300)
-    project.dvc("repro")
+    project.train()
     return project
 
 

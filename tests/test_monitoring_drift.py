@@ -32,7 +32,7 @@ def records(schema, frame: pd.DataFrame) -> list[dict]:
 @pytest.fixture(scope="module")
 def live(module_state):
     project = build_project(module_state, rows=2000)
-    project.dvc("repro")
+    project.train()
     with running(project, {"OPCON_DRIFT_INTERVAL_MINUTES": "0", "OPCON_DRIFT_RETRAIN_AFTER": "2",
                            "OPCON_METRICS_CACHE_SECONDS": "0"}) as services:
         yield services

@@ -27,7 +27,7 @@ STATE_METRICS = ("opcon_champion_info", "opcon_jobs_total", "opcon_job_duration_
 @pytest.fixture(scope="module")
 def live(module_state):
     project = build_project(module_state, rows=1500)
-    project.dvc("repro")
+    project.train()
     services = Services(project.path, project.state, {"OPCON_DRIFT_INTERVAL_MINUTES": "0",
                                                       "OPCON_METRICS_CACHE_SECONDS": "1"})
     services.start_api()

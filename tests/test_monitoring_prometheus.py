@@ -84,7 +84,7 @@ def scraped(module_state, tmp_path_factory):
     """A live API (gunicorn, 2 workers) with a champion, and Prometheus scraping it every second."""
     binary("prometheus")
     project = build_project(module_state, rows=2000)
-    project.dvc("repro")
+    project.train()
     services = Services(project.path, project.state)
     services.start_api()
     prometheus = None

@@ -51,7 +51,7 @@ def redis_server():
 @pytest.fixture(scope="module")
 def stack(module_state, pg, redis_server):
     project = build_project(module_state, rows=1000)
-    project.dvc("repro")
+    project.train()
     env = {"REDIS_URL": redis_server.url, "OPCON_DATABASE_URL": pg.url, "OPCON_QUEUE_NAME": QUEUE,
            "OPCON_DRIFT_INTERVAL_MINUTES": "0"}
     with running(project, env) as services:

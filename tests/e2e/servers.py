@@ -33,7 +33,7 @@ def start_backend(root: Path, rows: int = 2000, params_changes: dict | None = No
     """A trained champion behind a ready API and a job worker. OPCON_HOME must point under `root`.
     No scheduled drift report: a test's own would otherwise race it (409, or another window)."""
     project = build_project(root, params_changes, rows=rows)
-    project.dvc("repro")
+    project.train()
     project.git_commit("first model")
     services = Services(project.path, project.state, {"OPCON_DRIFT_INTERVAL_MINUTES": "0"})
     services.project = project
