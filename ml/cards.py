@@ -52,12 +52,22 @@ def dataset_card(frame: pd.DataFrame, params: Params, version: str, split_rows: 
         f"- Label leaks (never features): {', '.join(f'`{c}`' for c in schema.leak_columns) or 'none'}",
         "## Split\n" + ", ".join(f"{name}: {rows} rows" for name, rows in split_rows.items())
         + f" (stratified on `{target.name}`, seed {params.split.seed}).",
-        "## Known limits\n"
-        "- The rare class is rare: metrics on it move a lot between splits; prefer PR AUC.\n"
-        "- Data outside the allowed ranges is rejected by validation, not extrapolated.\n"
-        + ("- Synthetic: the failure rules are known exactly, so models can learn them almost "
-           "perfectly; real machines are noisier." if generator else ""),
+        "## Known limits\n" + "\n".join(f"- {line}" for line in _limits(params, balance)),
     ]) + "\n"
+
+
+RARE_SHARE = 0.10  # a class below this share of the rows is called rare
+
+
+def _limits(params: Params, balance: pd.Series) -> list[str]:
+    target = params.schema.target
+    lines = []
+    rarest = balance.idxmin()
+    if balance[rarest] < RARE_SHARE:
+        lines.append(f"The class {target.label(rarest)} is rare ({balance[rarest]:.1%} of the rows): "
+                     "metrics on it move a lot between splits; prefer PR AUC.")
+    lines.append("Data outside the allowed ranges is rejected by validation, not extrapolated.")
+    return lines + list(params.dataset.limits)
 
 
 def model_card(*, params: Params, run_id: str, data_version: str, threshold: float | None,
@@ -73,8 +83,8 @@ def model_card(*, params: Params, run_id: str, data_version: str, threshold: flo
         "## Intended use\n"
         f"Predicts `{schema.target.name}` "
         f"({', '.join(schema.target.label(c) for c in schema.target.classes)})"
-        f" for one {params.dataset.name} record at a time or in batches, to help technicians decide "
-        "where to look first. It supports a decision; it does not replace inspection.",
+        f" for one {params.dataset.name} record at a time or in batches. "
+        + (params.dataset.intended_use.strip() or "It supports a decision; it does not make one."),
         "## Model\n"
         f"- Estimator: `{params.train.estimator}` with {params.train.estimator_params or 'defaults'}, "
         f"class weight `{params.train.class_weight}`, seed {params.train.seed}\n"
@@ -85,10 +95,9 @@ def model_card(*, params: Params, run_id: str, data_version: str, threshold: flo
         f"- Split: test {params.split.test_size:.0%}, validation {params.split.validation_size:.0%}, "
         f"seed {params.split.seed}",
         "## Metrics\n" + table,
-        "## Decision threshold\n" + (
-            f"Positive class when its probability is at least **{threshold:.4f}** "
-            f"(rule `{params.train.threshold.rule}` on the validation split)."
-            if threshold is not None else "Most probable class (multi-class target)."),
+        (f"## Decision threshold\nPositive class when its probability is at least **{threshold:.4f}** "
+         f"(rule `{params.train.threshold.rule}` on the validation split)." if threshold is not None
+         else "## Decision rule\nMost probable class (multi-class target)."),
         "## Training emissions\n"
         f"{emissions.get('emissions_kg', float('nan')):.3g} kg CO2eq, "
         f"{emissions.get('energy_kwh', float('nan')):.3g} kWh in {emissions.get('duration_s', 0):.1f} s "
@@ -99,6 +108,8 @@ def model_card(*, params: Params, run_id: str, data_version: str, threshold: flo
     sections.append(
         "## Caveats\n"
         "- Trained on data that passed validation; inputs outside the schema's ranges are refused.\n"
-        "- Watch the drift reports: performance is only known for data like the training data.\n"
-        "- The threshold trades missed failures against false alarms; change the rule in params.yaml.")
+        "- Watch the drift reports: performance is only known for data like the training data."
+        + ("" if threshold is None else
+           f"\n- The threshold trades missed `{schema.target.label(schema.target.positive)}` cases "
+           "against false positives; change the rule in params.yaml."))
     return "\n\n".join(sections) + "\n"

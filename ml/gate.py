@@ -76,6 +76,14 @@ def champion_score(params: Params, test: pd.DataFrame,
     return current.version, rescore(params, current, test)
 
 
+def _newer_data(params: Params, data_version: str) -> bool:
+    """Whether the champion was trained on other data than this: the workspace's, which is the
+    newest (a retrain pulls it first)."""
+    current = registry.champion(params.registry.model_name)
+    trained_on = current.tags.get("data_version") if current is not None else None
+    return trained_on is not None and trained_on != data_version
+
+
 def parity_sample(test: pd.DataFrame, rows: int = PARITY_ROWS) -> pd.DataFrame:
     return test if len(test) <= rows else test.sample(n=rows, random_state=0)
 
@@ -108,7 +116,8 @@ def evaluate(project: Path, params: Params, actor: str | None = None) -> dict:
                                 sorted(pd.unique(y_train).tolist()), target)[metric]
     champion_version, champion = champion_score(params, test, trained["data_version"])
     challenger = trained["metrics"][f"test_{metric}"]
-    decision = registry.decide(challenger, champion, baseline, params.evaluate)
+    decision = registry.decide(challenger, champion, baseline, params.evaluate,
+                               newer_data=_newer_data(params, trained["data_version"]))
     decision.awaiting_approval = (decision.promote and champion is not None
                                   and params.registry.require_approval)
 

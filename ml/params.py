@@ -29,6 +29,10 @@ class Dataset(_Strict):
     name: str
     description: str = ""
     raw: str
+    # what the model's answers are for, in its users' words (the model card's "Intended use")
+    intended_use: str = ""
+    # what to keep in mind about this data, one line each (the dataset card's "Known limits")
+    limits: list[str] = []
     generator: Generator | None = None
 
 

@@ -83,7 +83,11 @@ class Decision:
                 "promotion.baseline_score": f"{self.baseline_score:.6f}"}
 
 
-def decide(challenger: float, champion: float | None, baseline: float, rules: Evaluate) -> Decision:
+def decide(challenger: float, champion: float | None, baseline: float, rules: Evaluate, *,
+           newer_data: bool = False) -> Decision:
+    """Promote when the challenger beats a constant predictor and either there is no champion, it
+    beats the champion by `min_improvement`, or it is trained on newer data than the champion and
+    scores at least as well on the same test set (a perfect champion can be beaten by no margin)."""
     metric = rules.primary_metric
 
     def verdict(promote: bool, reason: str) -> Decision:
@@ -98,6 +102,9 @@ def decide(challenger: float, champion: float | None, baseline: float, rules: Ev
     if challenger >= champion + rules.min_improvement:
         return verdict(True, f"test {metric} {challenger:.4f} beats the champion's {champion:.4f} "
                              f"by at least {rules.min_improvement}")
+    if newer_data and challenger >= champion:
+        return verdict(True, f"trained on newer data, and its test {metric} {challenger:.4f} is at least "
+                             f"the champion's {champion:.4f} on the same test set")
     return verdict(False, f"test {metric} {challenger:.4f} does not beat the champion's {champion:.4f} "
                           f"by {rules.min_improvement}")
 

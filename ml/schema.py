@@ -10,6 +10,7 @@ import hashlib
 import sys
 from typing import Literal
 
+import numpy as np
 import pandas as pd
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -110,26 +111,69 @@ class Schema(BaseModel):
         return {name: "string" for name in self.categorical}
 
 
+def decimals(column: pd.Series, most: int = 6, share: float = 0.99) -> int:
+    """The decimals the column's values are written with (at most `most`; 0 for whole numbers):
+    the fewest that write `share` of them exactly, so one stray 9.899999 does not decide."""
+    values = column.dropna().to_numpy(dtype="float64")
+    for places in range(most + 1):
+        exact = np.isclose(values, np.round(values, places), rtol=0, atol=10.0 ** -(most + 3))
+        if exact.mean() >= share:
+            return places
+    return most
+
+
+def _number(value: float, places: int) -> float | int:
+    value = float(value)
+    return round(value) if places == 0 else round(value, places)
+
+
+def _numeric_feature(name: str, column: pd.Series) -> dict:
+    """Range widened by 10 %, at the data's own precision; never below zero for a column that never
+    is; typical = the median, as the data would write it."""
+    places = decimals(column)
+    step = 10.0 ** -places
+    low, high = float(column.min()), float(column.max())
+    pad = 0.1 * (high - low or abs(high) or 1.0)
+    lowest = np.floor((low - pad) / step) * step
+    if low >= 0:
+        lowest = max(lowest, 0.0)
+    highest = np.ceil((high + pad) / step) * step
+    return {"name": name, "type": "number", "description": "", "unit": "",
+            "min": _number(lowest, places), "max": _number(highest, places),
+            "typical": _number(float(column.median()), places)}
+
+
 def infer_schema(frame: pd.DataFrame, target: str, id_columns: list[str] = ()) -> dict:
-    """A starting point for params.yaml from a CSV: ranges widened by 10 %, categories as seen."""
+    """A starting point for params.yaml from a table: ranges widened by 10 % at the data's precision,
+    categories as seen, a label per class, and empty `description` / `unit` to fill in."""
     features = []
     for name in frame.columns:
         if name == target or name in id_columns:
             continue
         column = frame[name]
-        if pd.api.types.is_numeric_dtype(column):
-            low, high = float(column.min()), float(column.max())
-            pad = 0.1 * (high - low or abs(high) or 1.0)
-            features.append({"name": name, "type": "number", "min": round(low - pad, 6),
-                             "max": round(high + pad, 6), "typical": float(column.median())})
+        if pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column):
+            features.append(_numeric_feature(name, column))
         else:
             categories = sorted(column.dropna().astype(str).unique().tolist())
-            features.append({"name": name, "type": "category", "categories": categories,
-                             "typical": str(column.mode().iloc[0])})
+            features.append({"name": name, "type": "category", "description": "",
+                             "categories": categories, "typical": str(column.mode().iloc[0])})
     classes = sorted(frame[target].dropna().unique().tolist())
     classes = [c.item() if hasattr(c, "item") else c for c in classes]
     return {"id_columns": list(id_columns), "leak_columns": [],
-            "target": {"name": target, "classes": classes}, "features": features}
+            "target": {"name": target, "classes": classes, "labels": {c: str(c) for c in classes}},
+            "features": features}
+
+
+FILL_IN = {"description: ''": "description: ''  # fill in: what the column means, in the operator's words",
+           "unit: ''": "unit: ''  # fill in: e.g. K, rpm, Nm (or remove the key)"}
+
+
+def as_yaml(schema: dict) -> str:
+    """The schema block as params.yaml text, with a comment on each key left to fill in."""
+    text = yaml.safe_dump({"schema": schema}, sort_keys=False, allow_unicode=True)
+    for empty, commented in FILL_IN.items():
+        text = text.replace(empty, commented)
+    return text
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -143,8 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.target not in frame.columns:
         print(f"column `{args.target}` is not in {args.csv}", file=sys.stderr)
         return 2
-    block = {"schema": infer_schema(frame, args.target, args.id_column)}
-    print(yaml.safe_dump(block, sort_keys=False), end="")
+    print(as_yaml(infer_schema(frame, args.target, args.id_column)), end="")
     return 0
 
 

@@ -48,6 +48,14 @@ def _prediction_dicts(served, outputs: dict[str, np.ndarray]) -> list[dict]:
             for i, (label, text) in enumerate(zip(labels, texts, strict=True))]
 
 
+def _logged_rows(records, outputs: dict[str, np.ndarray]) -> list[dict]:
+    """Each record's features and outputs, in the columns a batch logs (`label`, `label_text`,
+    `probability` or one `probability_<class>` per class): one layout for every reader of the log."""
+    columns = {name: values.tolist() for name, values in outputs.items()}
+    return [{**record.__dict__, **{name: values[i] for name, values in columns.items()}}
+            for i, record in enumerate(records)]
+
+
 class BatchQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
     raw: bool = Field(False, description="CSV cells exactly as they are: no `'` in front of cells "
@@ -74,8 +82,7 @@ def blueprint(services) -> SecuredBlueprint:
         services.metrics.observe(served.version, path, outputs["label"], time.perf_counter() - started)
         predictions = _prediction_dicts(served, outputs)
         request_id = str(uuid.uuid4())
-        log.append(request_id, served.version, path,
-                   [{**r.__dict__, **p} for r, p in zip(records, predictions, strict=True)])
+        log.append(request_id, served.version, path, _logged_rows(records, outputs))
         return jsonify({"model": {"name": served.name, "version": served.version, "alias": "champion"},
                         "request_id": request_id, "served_by": path, "predictions": predictions})
 

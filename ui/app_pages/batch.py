@@ -27,7 +27,7 @@ def predictions(scored: ScoredFile) -> pd.DataFrame:
 
 
 def threshold_of(version: str) -> float | None:
-    """The alarm threshold of the version that scored the file (the CSV does not repeat it per row)."""
+    """The decision threshold of the version that scored the file (the CSV does not repeat it per row)."""
     return next((v["threshold"] for v in api().models()["versions"] if v["version"] == version), None)
 
 

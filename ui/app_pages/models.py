@@ -38,6 +38,8 @@ def show_registry(versions: list[dict], primary: str | None) -> None:
     table = registry_table(versions, primary)
     if primary == "pr_auc":  # the primary column already shows it
         table = table.drop(columns=["PR AUC"])
+    if table["threshold"].isna().all():  # a multi-class target: the most probable class wins
+        table = table.drop(columns=["threshold"])
     st.dataframe(table, hide_index=True, width="stretch", column_config={
         "version": st.column_config.NumberColumn(format="v%d", width="small"),
         "created": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm", timezone="UTC"),
@@ -46,7 +48,7 @@ def show_registry(versions: list[dict], primary: str | None) -> None:
             help="the metric the promotion gate compares, on the test split"),
         "PR AUC": score, "F1": score,
         "threshold": st.column_config.NumberColumn(format="%.3f",
-                                                   help="alarm threshold of the positive class"),
+                                                   help="decision threshold of the positive class"),
         "training CO₂": st.column_config.TextColumn(help="emissions of the training run (CodeCarbon)"),
         "data version": st.column_config.TextColumn(help="DVC md5 of the training data (first characters)"),
     })
@@ -109,8 +111,9 @@ def model_card(listing: dict, primary: str | None) -> None:
 
 
 st.title("Models")
-st.caption("Every registered version with its evidence: test metrics, alarm threshold, training data and "
-           "CO₂ cost. The champion serves predictions; a challenger waits until it is better.")
+st.caption("Every registered version with its evidence: test metrics, decision threshold (two classes), "
+           "training data and CO₂ cost. The champion serves predictions; a challenger waits until it "
+           "is better.")
 listing = api().models()
 if not listing["versions"]:
     st.info("No version is registered yet: run a retrain.", icon=":material/info:")

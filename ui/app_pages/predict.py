@@ -55,8 +55,8 @@ def show_result(result: dict, current_schema: dict) -> None:
             st.plotly_chart(charts.probability_gauge(prediction["probability"], threshold, positive_label),
                             config={"displayModeBar": False})
             if threshold is not None:
-                st.markdown(f"Alarm threshold **{threshold * 100:.1f} %** — at or above it the answer is "
-                            f"“{positive_label}”.")
+                st.markdown(f"Decision threshold **{threshold * 100:.1f} %** — at or above it the answer "
+                            f"is “{positive_label}”.")
         else:
             st.plotly_chart(charts.class_probabilities(prediction["probabilities"], labels),
                             config={"displayModeBar": False})
@@ -90,8 +90,10 @@ with form_column:
 with result_column:
     result = st.session_state.get(RESULT)
     if result is None:
-        st.info("The answer appears here: the outcome in words, its probability against the alarm "
-                "threshold, and the model version that gave it.", icon=":material/info:")
+        against = (" against the decision threshold" if len(current_schema["target"]["classes"]) == 2
+                   else " for each class")
+        st.info(f"The answer appears here: the outcome in words, its probability{against}, and the "
+                "model version that gave it.", icon=":material/info:")
     else:
         show_result(result, current_schema)
         if can("feedback:write"):
