@@ -58,6 +58,10 @@ data: setup ## bring the raw data into the workspace (DVC pull or generate), tra
 model: setup ## data, then train and register a first champion if there is none
 	@$(PY) -m ml.bootstrap --train
 
+dataset: setup ## switch to your own labelled CSV: make dataset CSV=path TARGET=column [ID=column]
+	@test -n "$(CSV)" -a -n "$(TARGET)" || (echo "usage: make dataset CSV=path TARGET=column [ID=column]" >&2; exit 2)
+	@$(PY) -m ml.dataset use "$(CSV)" --target "$(TARGET)" $(if $(ID),--id-column "$(ID)")
+
 run: model ## set everything up and start the console (:8501), MLflow UI (:5000), the API (:8000), a job worker
 	@mkdir -p $(LOGS)
 	@$(PY) -c "from control_api.settings import from_env, token_path; settings = from_env(); \

@@ -3,13 +3,16 @@ record at a time and in batches, and watched for drift."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import mlflow
 import pandas as pd
 import pytest
 from sklearn.datasets import load_wine
 
 from ml import registry, tracking
-from ml.schema import infer_schema
 from tests.helpers import TOKEN, Client, build_project, run_job_here
 
 pytestmark = pytest.mark.pipeline
@@ -25,21 +28,70 @@ def wine_table() -> pd.DataFrame:
     return frame.rename(columns={"target": "cultivar"})
 
 
+USER_COMMENT = "# params of our line, kept by hand\n"
+
+
+def switch(project, csv_path, *args: str) -> subprocess.CompletedProcess:
+    """`make dataset CSV=... TARGET=cultivar ID=sample_id` in `project` (python -m ml.dataset use)."""
+    env = {**os.environ, "OPCON_PROJECT_DIR": str(project.path), "OPCON_HOME": str(project.state)}
+    return subprocess.run([sys.executable, "-m", "ml.dataset", "use", str(csv_path), *args],
+                          cwd=project.path, env=env, capture_output=True, text=True, timeout=600,
+                          check=False)
+
+
 @pytest.fixture(scope="module")
 def wine(module_state):
-    """The wine table as a project of its own, trained with `dvc repro`."""
+    """A project of the default data set, switched to the wine table by the one command."""
+    project = build_project(module_state, rows=300)
+    params_file = project.path / "params.yaml"
+    params_file.write_text(USER_COMMENT + params_file.read_text().replace(
+        "split:", "split:  # the user's note on the split", 1))
     table = wine_table()
-    schema = infer_schema(table, "cultivar", ["sample_id"])
-    project = build_project(module_state, raw=table, params_changes={
-        "dataset": {"name": "wine", "description": "UCI wine recognition data",
-                    "raw": "data/raw/wine.csv", "generator": None, "intended_use": "", "limits": []},
-        "schema": schema,
-        "registry": {"model_name": "wine-classifier", "experiment": "wine"},
-        "train": {"estimator": "logistic_regression"},
-    })
-    project.dvc("repro")
-    project.table = table
+    source = module_state / "wine.csv"
+    table.to_csv(source, index=False)
+    done = switch(project, source, "--target", "cultivar", "--id-column", "sample_id")
+    assert done.returncode == 0, done.stderr[-2000:]
+    project.table, project.source, project.output = table, source, done.stdout
     return project
+
+
+def test_the_one_command_switch_keeps_the_comments_and_drops_the_old_data_set(wine):
+    text = (wine.path / "params.yaml").read_text()
+    assert text.startswith(USER_COMMENT) and "split:  # the user's note on the split" in text
+    assert "# fill in: what the column means" in text
+    params = wine.params
+    assert params.dataset.raw == "data/raw/wine.csv" and params.dataset.generator is None
+    assert params.registry.model_name == "wine-classifier"
+    assert params.schema.target.labels == {0: "0", 1: "1", 2: "2"}
+    assert not (wine.path / "data" / "raw" / "machines.csv.dvc").exists()
+    assert (wine.path / "data" / "raw" / "wine.csv.dvc").is_file()
+    assert "champion: wine-classifier version 1" in wine.output and "review in params.yaml" in wine.output
+
+
+def test_running_the_switch_again_changes_nothing(wine):
+    before = (wine.path / "params.yaml").read_bytes()
+    done = switch(wine, wine.source, "--target", "cultivar", "--id-column", "sample_id")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert (wine.path / "params.yaml").read_bytes() == before
+    assert str(registry.champion("wine-classifier").version) == "1"  # not trained again
+
+
+@pytest.mark.parametrize(("content", "args", "problem"), [
+    (b"\x00\x01\xff\xfe binary", ("--target", "cultivar"), "not a UTF-8 CSV"),
+    (b"a,b\n1,2\n3,4\n", ("--target", "cultivar"), "has no column `cultivar`"),
+    (b"a,b,y\n" + b"".join(b"%d,%d,%f\n" % (i, i, i / 7) for i in range(100)), ("--target", "y"),
+     "100 distinct value(s)"),
+    (b"a,a,y\n1,2,0\n3,4,1\n", ("--target", "y"), "duplicate column `a`"),
+])
+def test_a_file_that_is_not_a_labelled_csv_is_refused_and_changes_nothing(wine, tmp_path, content,
+                                                                         args, problem):
+    before = (wine.path / "params.yaml").read_bytes()
+    bad = tmp_path / "bad.csv"
+    bad.write_bytes(content)
+    done = switch(wine, bad, *args)
+    assert done.returncode == 2 and problem in done.stderr, done.stderr[-1000:]
+    assert (wine.path / "params.yaml").read_bytes() == before
+    assert not (wine.path / "data" / "raw" / "bad.csv").exists()
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +143,7 @@ def test_single_and_batch_predictions_are_logged_alike_and_drift_reads_them(wine
                                         "probability_2"], last=len(records))
     assert len(logged) == len(records)
     assert logged[["probability_0", "probability_1", "probability_2"]].notna().all().all()
-    assert (logged[["probability_0", "probability_1", "probability_2"]].sum(axis=1) - 1).abs().max() < 1e-9
+    assert (logged[["probability_0", "probability_1", "probability_2"]].sum(axis=1) - 1).abs().max() < 1e-6
 
     job = client.post("/api/v1/jobs", json={"kind": "drift_report", "params": {"last_rows": 40}})
     assert job.status_code == 202, job.get_data(as_text=True)[:300]
@@ -100,3 +152,18 @@ def test_single_and_batch_predictions_are_logged_alike_and_drift_reads_them(wine
     report = client.get(f"/api/v1/reports/{finished['result']['report_id']}").get_json()
     tested = {column["name"] for column in report["prediction_drift"]["columns"]}
     assert {"prediction_probability_0", "prediction_probability_1", "prediction_probability_2"} <= tested
+
+
+def test_a_batch_is_scored_and_a_retrain_keeps_the_table_serving(wine, client):
+    answer = client.upload("/api/v1/predict/batch", wine.source.read_bytes(), "wine.csv")
+    assert answer.status_code == 200, answer.get_data(as_text=True)[:300]
+    header = answer.get_data(as_text=True).split("\n", 1)[0].split(",")
+    assert {"prediction_label", "prediction_probability_0", "prediction_probability_2"} <= set(header)
+
+    job = client.post("/api/v1/jobs", json={"kind": "retrain"})
+    assert job.status_code == 202, job.get_data(as_text=True)[:300]
+    finished = run_job_here(client.app.extensions["opcon"], job.get_json()["id"])
+    assert finished["status"] == "succeeded", finished["error"]
+    assert finished["result"]["model_version"] == "2"
+    versions = client.get("/api/v1/models").get_json()["versions"]
+    assert {v["version"] for v in versions} == {"1", "2"}
