@@ -4,11 +4,15 @@ In one run, on loopback, in a throw-away DVC project with its own $OPCON_HOME (b
 tests/conftest.py `build_project`, 10,000 generated rows, `dvc repro` trains and registers the
 champion of params.yaml):
 
-1. both servers, 2 workers each: our API under gunicorn (sync workers, as tests/live.py starts it)
-   and `mlflow models serve -m models:/<name>@champion --env-manager local` (uvicorn);
+1. the servers, 2 workers each: our API under gunicorn (as tests/live.py starts it) with a
+   challenger (a shallower forest, trained second) shadowing every request; the same API with
+   OPCON_SHADOW=false; the floor (bench/floor_app.py: Flask and the same ONNX session, nothing
+   else, under the same gunicorn settings); and `mlflow models serve -m models:/<name>@champion
+   --env-manager local` (uvicorn);
 2. single rows with wrk (bench/wrk_post.lua), c=1 and c=8: our `POST /api/v1/predict` with
    {"records": [record]}, signed three ways (the service token, an operator's personal API token,
-   an operator's session), against MLflow's `POST /invocations` with {"dataframe_records": [record]};
+   an operator's session), without shadowing, with `?explain=true` (SHAP), against the floor and
+   MLflow's `POST /invocations` with {"dataframe_records": [record]};
    the record is the schema's typical values (GET /api/v1/schema). p50, p99 and requests/s, the
    medians of `--rounds` runs in alternating order;
 3. batches (generated rows, a seed apart from the training data): `POST /api/v1/predict/batch`
@@ -75,6 +79,7 @@ GOAL_P99_C8_MS = 20.0
 GOAL_100K_BATCH_S = 2.0
 GOAL_1M_BATCH_S = 6.0
 GOAL_1M_RSS_MB = 200.0
+GOAL_EXPLAINED_P50_MS = 30.0
 MILLION = 1_000_000
 
 WRK_UNITS_MS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 6e4}
@@ -177,6 +182,52 @@ def start_api(project: Path, state: Path, port: int) -> subprocess.Popen:
                              "PROMETHEUS_MULTIPROC_DIR": str(state / "prometheus")})
     return start([str(VENV_BIN / "gunicorn"), "-c", "control_api/gunicorn_conf.py",
                   "control_api:create_app()"], env, state / "logs" / "api.log")
+
+
+def start_ours_without_shadow(project: Path, state: Path, port: int) -> subprocess.Popen:
+    """A second deployment of the API on the same state, with OPCON_SHADOW=false."""
+    env = server_env(state, {"OPCON_PROJECT_DIR": str(project), "OPCON_API_TOKEN": TOKEN,
+                             "API_PORT": str(port), "API_WORKERS": "2", "OPCON_SHADOW": "false",
+                             "PROMETHEUS_MULTIPROC_DIR": str(state / "prometheus-no-shadow")})
+    return start([str(VENV_BIN / "gunicorn"), "-c", "control_api/gunicorn_conf.py",
+                  "--pid", str(state / "gunicorn-no-shadow.pid"),
+                  "--control-socket", str(state / "gunicorn-no-shadow.ctl"), "control_api:create_app()"],
+                 env, state / "logs" / "api-no-shadow.log")
+
+
+def start_floor(project: Path, state: Path, port: int) -> subprocess.Popen:
+    """bench/floor_app.py under the same gunicorn settings: the ONNX session and nothing else."""
+    env = server_env(state, {"OPCON_PROJECT_DIR": str(project), "API_PORT": str(port),
+                             "API_WORKERS": "2", "PYTHONPATH": str(REPO)})
+    return start([str(VENV_BIN / "gunicorn"), "-c", "control_api/gunicorn_conf.py",
+                  "--pid", str(state / "gunicorn-floor.pid"),
+                  "--control-socket", str(state / "gunicorn-floor.ctl"), "bench.floor_app:create_app()"],
+                 env, state / "logs" / "floor.log")
+
+
+def make_challenger(project: Path, params) -> str:
+    """A shallower forest trained on the same data: kept as the challenger, it shadows live traffic."""
+    from ml import registry
+    from ml.versioning import repro
+
+    raw = yaml.safe_load((project / "params.yaml").read_text())
+    raw["train"]["hyperparameters"]["random_forest"].update({"n_estimators": 20, "max_depth": 6})
+    (project / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    repro(project)
+    found = registry.challenger(params.registry.model_name)
+    if found is None:
+        raise RuntimeError("the second training was promoted: no challenger to shadow with")
+    return str(found.version)
+
+
+def check_new_targets(api_url: str, floor_url: str, body: str) -> None:
+    check_200("floor", f"{floor_url}/predict", body, {})
+    explained = check_200("ours explain", f"{api_url}/api/v1/predict?explain=true", body,
+                          {"Authorization": f"Bearer {TOKEN}"})
+    print(f"check: explained by {explained['explained_by']}")
+    shadow = requests.get(f"{api_url}/api/v1/models/compare", timeout=30,
+                          headers={"Authorization": f"Bearer {TOKEN}"}).json()["shadow"]
+    print(f"check: shadowing {shadow}")
 
 
 def start_mlflow(state: Path, model_name: str, port: int) -> subprocess.Popen:
@@ -665,6 +716,22 @@ def goals(single: list[dict], batches: list[dict]) -> list[dict]:
 
     lines = []
     ours1, ours8, theirs8 = find("ours", 1), find("ours", 8), find("mlflow", 8)
+    plain8, floor8 = find("ours, shadowing off", 8), find("floor", 8)
+    explained1 = find("ours POST /api/v1/predict?explain=true", 1)
+    if ours8 and plain8:
+        ratio = ours8["rps"] / plain8["rps"]
+        lines.append({"goal": "c=8 with the challenger shadowing loses <= 5 % of the req/s without it",
+                      "value": f"{ours8['rps']:,.0f} vs {plain8['rps']:,.0f} req/s ({ratio - 1:+.1%})",
+                      "pass": ratio >= 0.95})
+    if ours8 and floor8:
+        ratio = ours8["rps"] / floor8["rps"]
+        lines.append({"goal": "c=8 with shadowing >= 80 % of the floor (Flask + ONNX only)",
+                      "value": f"{ours8['rps']:,.0f} vs {floor8['rps']:,.0f} req/s ({ratio:.0%})",
+                      "pass": ratio >= 0.80})
+    if explained1:
+        lines.append({"goal": f"an explained single row p50 <= {GOAL_EXPLAINED_P50_MS:g} ms at c=1",
+                      "value": f"{explained1['p50_ms']:.2f} ms",
+                      "pass": explained1["p50_ms"] <= GOAL_EXPLAINED_P50_MS})
     personal8 = find("ours POST /api/v1/predict (personal token)", 8)
     if ours8 and personal8:
         ratio = personal8["rps"] / ours8["rps"]
@@ -725,22 +792,29 @@ def run(args, tmp: Path) -> dict:
         train_champion, project)
     name, schema = params.registry.model_name, params.schema
     onnx_tag = champion.tags.get("onnx")
+    setup_s["dvc repro of a challenger (a shallower forest)"], challenger = timed(make_challenger,
+                                                                                 project, params)
     print(f"champion: {name} version {champion.version} ({params.train.estimator}), "
-          f"ONNX export: {onnx_tag}")
+          f"ONNX export: {onnx_tag}; challenger version {challenger} shadows live traffic")
     for what, seconds in setup_s.items():
         print(f"  {what:<50} {seconds:7.1f} s")
 
     api_port, mlflow_port = free_port(), free_port()
+    plain_port, floor_port = free_port(), free_port()
     api_url, mlflow_url = f"http://127.0.0.1:{api_port}", f"http://127.0.0.1:{mlflow_port}"
+    plain_url, floor_url = f"http://127.0.0.1:{plain_port}", f"http://127.0.0.1:{floor_port}"
     servers: list[subprocess.Popen] = []
     try:
         servers.append(start_api(project, state, api_port))
         servers.append(start_mlflow(state, name, mlflow_port))
+        servers.append(start_ours_without_shadow(project, state, plain_port))
+        servers.append(start_floor(project, state, floor_port))
         api_ready = wait_http(f"{api_url}/ready", servers[0], state / "logs" / "api.log", 120)
         mlflow_ready = wait_http(f"{mlflow_url}/ping", servers[1], state / "logs" / "mlflow-serve.log",
                                  180)
+        wait_http(f"{plain_url}/ready", servers[2], state / "logs" / "api-no-shadow.log", 120)
         print(f"servers: ours ready in {api_ready:.1f} s, mlflow in {mlflow_ready:.1f} s "
-              "(started together)")
+              "(started together), ours without shadowing and the floor")
 
         record = typical_record(api_url)
         ours_body = json.dumps({"records": [record]})
@@ -753,10 +827,17 @@ def run(args, tmp: Path) -> dict:
               f"prediction {ours_answer['predictions'][0]}")
         print(f"check: mlflow 200, {mlflow_answer}")
 
+        check_new_targets(api_url, floor_url, ours_body)
         personal, session = user_tokens(api_url)
         targets = [
             {"path": "ours POST /api/v1/predict (service token)", "url": f"{api_url}/api/v1/predict",
              "body": ours_body, "auth": f"Bearer {TOKEN}"},
+            {"path": "ours, shadowing off (service token)", "url": f"{plain_url}/api/v1/predict",
+             "body": ours_body, "auth": f"Bearer {TOKEN}"},
+            {"path": "floor: Flask + the ONNX session only", "url": f"{floor_url}/predict",
+             "body": ours_body, "auth": None},
+            {"path": "ours POST /api/v1/predict?explain=true",
+             "url": f"{api_url}/api/v1/predict?explain=true", "body": ours_body, "auth": f"Bearer {TOKEN}"},
             {"path": "ours POST /api/v1/predict (personal token)", "url": f"{api_url}/api/v1/predict",
              "body": ours_body, "auth": f"Bearer {personal}"},
             {"path": "ours POST /api/v1/predict (session)", "url": f"{api_url}/api/v1/predict",

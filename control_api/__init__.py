@@ -41,6 +41,7 @@ def create_app(config: dict | None = None):
         approvals,
         audit,
         auth,
+        comparison,
         datasets,
         emissions,
         feedback,
@@ -49,6 +50,7 @@ def create_app(config: dict | None = None):
         models,
         predict,
         predictions,
+        quality,
         reports,
         schema,
         tokens,
@@ -78,10 +80,10 @@ def create_app(config: dict | None = None):
     app.config.update(MAX_CONTENT_LENGTH=settings.max_upload_bytes, TESTING=settings.testing)
     app.extensions["opcon"] = services
     errors.register(app)
-    services.metrics = metrics.register(app, services)
+    services.metrics = services.shadow.metrics = metrics.register(app, services)
     blueprints = [module.blueprint(services) for module in (
-        health, auth, users, tokens, audit, schema, predict, predictions, models, approvals, datasets,
-        feedback, jobs, reports, emissions)]
+        health, auth, users, tokens, audit, schema, predict, predictions, comparison, models, approvals,
+        datasets, feedback, jobs, reports, emissions, quality)]
     for bp in blueprints:
         app.register_api(bp)
     routing.install(app, blueprints, services.resolver, services.audit)
@@ -98,6 +100,7 @@ def create_app(config: dict | None = None):
     if not settings.testing:
         ml_config.use(settings.ml)  # the app runs for real: its process, threads included, is its own
         services.champion.start()
+        services.shadow.start()
     return app
 
 

@@ -41,13 +41,34 @@ class Scored:
     size: int
 
 
-def output_names(served) -> list[str]:
-    """The columns a scored CSV adds: label, label text, the probability (or one per class)."""
+def output_names(served, explain: int = 0) -> list[str]:
+    """The columns a scored CSV adds: label, label text, the probability (or one per class), and
+    with `explain` its strongest reasons."""
     if served.positive_index is not None:
         names = ["label", "label_text", "probability"]
     else:
         names = ["label", "label_text", *(f"probability_{klass}" for klass in served.classes)]
-    return [f"prediction_{name}" for name in names]
+    return [f"prediction_{name}" for name in [*names, *(f"reason_{i}" for i in range(1, explain + 1))]]
+
+
+def reason_columns(served, chunk_columns: dict, codes: np.ndarray, explain: int) -> dict[str, pa.Array]:
+    """`reason_1` .. `reason_<explain>`: a row's strongest contributions (SHAP, the served model's own),
+    each as `feature = value (+0.123)` towards the class it was given."""
+    from ml.explanations import reasons
+
+    schema = served.schema
+    frame = pd.DataFrame({name: np.asarray(chunk_columns[name]) for name in schema.feature_names})
+    explained = served.explainer().explain(frame, codes.astype(np.int64))
+    names = [str(c) for c in served.classes]
+    found = reasons(explained, frame, schema, [names[c] for c in codes], top=explain)
+    return {f"reason_{i + 1}": pa.array([_short(row[i]) if i < len(row) else None for row in found],
+                                        pa.string()) for i in range(explain)}
+
+
+def _short(reason: dict) -> str:
+    value = reason["value"]
+    shown = f"{value:g}" if isinstance(value, float) else str(value)
+    return f"{reason['feature']} = {shown} ({reason['contribution']:+.3f})"
 
 
 def outputs(served, proba: np.ndarray) -> tuple[dict[str, pa.Array], np.ndarray]:
@@ -67,15 +88,17 @@ def outputs(served, proba: np.ndarray) -> tuple[dict[str, pa.Array], np.ndarray]
 
 
 def score_upload(stream: BinaryIO, served, log, metrics, *, max_rows: int, onnx_max_rows: int,
-                 as_json: bool, raw: bool) -> Scored:
-    """Every row checked against the schema, scored, logged under one request id and written out;
-    raises the 422 (or 413) that says why not, having logged nothing."""
+                 as_json: bool, raw: bool, explain: int = 0, max_explained_rows: int = 100_000) -> Scored:
+    """Every row checked against the schema, scored, logged under one request id and written out
+    (with `explain`, its strongest reasons too); raises the 422 (or 413) that says why not, having
+    logged nothing."""
     schema = served.schema
     body = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY_BYTES)  # noqa: SIM115 - the answer reads it
     try:
-        names, refused = _checked_header(stream, served)
+        names, refused = _checked_header(stream, served, explain)
         missing = {p["field"] for p in refused if p["problem"] == "column is missing"}
-        writer = JsonWriter(body) if as_json else CsvWriter(body, names, output_names(served), raw=raw)
+        writer = JsonWriter(body) if as_json else CsvWriter(body, names, output_names(served, explain),
+                                                                raw=raw)
         request_id, problems, rows = str(uuid.uuid4()), Problems(schema), 0
         per_class, model_seconds, served_by = np.zeros(len(served.classes), np.int64), 0.0, None
         with log.batch(request_id, served.version) as logged, \
@@ -85,6 +108,8 @@ def score_upload(stream: BinaryIO, served, log, metrics, *, max_rows: int, onnx_
                 result, codes = outputs(served, proba)
                 logged.write({**columns, **{name: chunk.column(name) for name in schema.categorical},
                               **result}, path)
+                if explain:
+                    result.update(reason_columns(served, columns, codes, explain))
                 writer.write(chunk, {f"prediction_{k}": v for k, v in result.items()})
                 per_class[:] += np.bincount(codes, minlength=len(per_class))
 
@@ -95,8 +120,7 @@ def score_upload(stream: BinaryIO, served, log, metrics, *, max_rows: int, onnx_
             for chunk, last in _with_last(csv_input.chunks(stream, names, chunk_rows)):
                 columns = feature_columns(chunk, schema, problems, rows + 1, skip=missing)
                 rows += chunk.num_rows
-                if rows > max_rows:
-                    raise APIError(413, f"more than {max_rows} rows: the limit is {max_rows}")
+                _within_limits(rows, max_rows, max_explained_rows if explain else None)
                 if refused or problems:
                     continue  # refused: the rest is only checked
                 started = time.perf_counter()
@@ -129,7 +153,15 @@ def score_upload(stream: BinaryIO, served, log, metrics, *, max_rows: int, onnx_
         raise
 
 
-def _checked_header(stream: BinaryIO, served) -> tuple[list[str], list[dict]]:
+def _within_limits(rows: int, max_rows: int, max_explained_rows: int | None) -> None:
+    if rows > max_rows:
+        raise APIError(413, f"more than {max_rows} rows: the limit is {max_rows}")
+    if max_explained_rows is not None and rows > max_explained_rows:
+        raise APIError(413, f"more than {max_explained_rows} rows to explain: explain takes at most "
+                            f"{max_explained_rows}; send smaller files")
+
+
+def _checked_header(stream: BinaryIO, served, explain: int) -> tuple[list[str], list[dict]]:
     """The file's column names, and what is wrong with them: a missing feature, an input column the
     outputs would overwrite (the rows are still checked, so the refusal lists every problem). A
     name given twice is a 422 at once: which of the two a cell belongs to is unknown."""
@@ -139,7 +171,7 @@ def _checked_header(stream: BinaryIO, served) -> tuple[list[str], list[dict]]:
     if duplicated:
         raise invalid(duplicated, duplicated[0]["problem"])
     problems += [{"field": name, "problem": "the output would overwrite this input column; rename it"}
-                 for name in output_names(served) if name in names]
+                 for name in output_names(served, explain) if name in names]
     return names, problems
 
 

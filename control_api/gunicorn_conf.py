@@ -63,6 +63,7 @@ def post_worker_init(worker):
     services = getattr(worker.wsgi, "extensions", {}).get("opcon")
     if services is not None:
         services.champion.refresh()
+        services.shadow.refresh()  # the challenger, if any, shadows from the first request on
 
 
 def child_exit(server, worker):

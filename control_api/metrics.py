@@ -39,7 +39,8 @@ def _multiprocess_exporter(app: Flask, state: StateCollector):
 def register(app: Flask, services) -> service_metrics.ServiceMetrics:
     settings = services.settings
     state = StateCollector(services.engine, ReportStore(settings.reports_dir, settings.reports_keep_html),
-                           services.params.registry.model_name, settings.metrics_cache_seconds)
+                           services.params.registry.model_name, settings.metrics_cache_seconds,
+                           services.params.monitoring.performance_floor)
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR") and not settings.testing:
         exporter = _multiprocess_exporter(app, state)
         ours = service_metrics.build()

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PlainValidator, WithJsonSchema, create_model
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    WithJsonSchema,
+    create_model,
+    field_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from control_api.jobs.kinds import KINDS, STARTABLE, STATUSES
+from control_api.timestamps import IsoDatetime
 from ml.schema import Feature as FeatureOut  # the schema's own model describes a feature
 from monitoring.reports import ID_PATTERN
 
@@ -62,12 +71,35 @@ class ModelRef(BaseModel):
     alias: str
 
 
+class Reason(BaseModel):
+    feature: str
+    value: Any
+    contribution: float
+    text: str
+
+
+class Explanation(BaseModel):
+    explained_class: Any = Field(description="the class the record was given")
+    output: Literal["probability", "log-odds"] = Field(description="what the contributions add up to")
+    base_value: float = Field(description="the model's average output for that class")
+    value: float = Field(description="base_value + the sum of the contributions: the model's output")
+    contributions: dict[str, float] = Field(description="per feature, towards the class (SHAP)")
+    reasons: list[Reason] = Field(description="the strongest contributions, most first, in words")
+
+
 class Prediction(BaseModel):
     label: Any
     label_text: str
     probability: float | None = Field(None, description="of the positive class (binary target)")
     probabilities: dict[str, float] | None = Field(None, description="per class (multi-class)")
     threshold: float | None = None
+    explanation: Explanation | None = Field(None, description="with explain=true only")
+
+
+class ExplainedBy(BaseModel):
+    name: str
+    version: str
+    method: str
 
 
 class PredictResponse(BaseModel):
@@ -75,6 +107,14 @@ class PredictResponse(BaseModel):
     request_id: str
     served_by: Literal["onnx", "sklearn"]
     predictions: list[Prediction]
+    explained_by: ExplainedBy | None = Field(None, description="the version whose own model explained "
+                                                               "the answers (explain=true)")
+
+
+class PredictQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    explain: bool = Field(False, description="add each record's feature contributions (SHAP) towards "
+                                             "the class it was given, from the serving model itself")
 
 
 CSV_MEDIA_TYPE = "text/csv"
@@ -289,6 +329,9 @@ class ReportOut(BaseModel):
     prediction_drift: dict[str, Any]
     quality: dict[str, Any] | None = Field(description="classification quality on the rows with "
                                                        "feedback, null without feedback")
+    estimated_performance: dict[str, Any] | None = Field(
+        None, description="the champion's ROC AUC, F1 and accuracy on the window estimated without "
+                          "labels (value and 95 % band), and its figures at training")
     distributions: dict[str, dict[str, Any]] = Field(
         {}, description="per column, both sides' share of rows per bin (edges) or per category")
     html: dict[str, Any] | None = None
@@ -352,3 +395,47 @@ class PredictionsSummary(BaseModel):
     model_versions: dict[str, int]
     served_by: dict[str, int]
     per_minute: list[MinuteCounts]
+
+
+class CompareQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    last: int = Field(5_000, ge=1, le=200_000, description="the newest N shadowed rows (without since)")
+    since: IsoDatetime | None = Field(None, description="rows shadowed at or after this time (ISO 8601; "
+                                                       "without an offset, UTC)")
+    until: IsoDatetime | None = Field(None, description="rows shadowed before this time (ISO 8601)")
+    top: int = Field(20, ge=0, le=500, description="disagreements listed, most different first")
+
+    @field_validator("since", "until")
+    @classmethod
+    def _in_utc(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
+
+
+class CompareOut(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    shadow: dict
+    compared_rows: int
+    agreement: float | None
+    disagreeing_rows: int
+    champion_versions: list[str]
+    challenger_versions: list[str]
+    probabilities: dict
+    disagreement_features: list[dict]
+    quality: dict
+    verdict: dict
+    top_disagreements: list[dict]
+
+
+class QualityQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    window_minutes: int = Field(60, ge=1, le=10_080, description="length of each window")
+    windows: int = Field(24, ge=1, le=500, description="how many windows, ending with the current one")
+
+
+class QualityOut(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    champion: dict | None
+    performance_floor: dict
+    windows: list[dict]

@@ -15,6 +15,7 @@ from control_api.identity.resolver import FileEpoch, RedisEpoch, Resolver
 from control_api.identity.store import IdentityStore
 from control_api.serving import Champion
 from control_api.settings import Settings
+from control_api.shadow import Shadow
 from ml import params as params_module
 from ml.params import Params
 from monitoring.prediction_log import PredictionLog
@@ -33,6 +34,7 @@ class Services:
     audit: AuditLog
     login_limits: LoginLimits
     approvals: ApprovalStore
+    shadow: Shadow
     metrics: object = None  # monitoring.metrics.ServiceMetrics, set by create_app
 
     @classmethod
@@ -57,4 +59,7 @@ class Services:
                        settings.ratelimit_storage, settings.login_max_failures,
                        settings.login_max_failures_per_address, settings.login_lockout_seconds,
                        f"{settings.queue_name}-login"),
-                   ApprovalStore(engine))
+                   ApprovalStore(engine),
+                   Shadow(params.registry.model_name, params.schema,
+                          PredictionLog(settings.shadow_log_dir, indexed=False), enabled=settings.shadow,
+                          poll_seconds=settings.model_poll_seconds, onnx_max_rows=settings.onnx_max_rows))

@@ -36,6 +36,21 @@ class ServedModel:
     threshold: float | None
     onnx: object | None = None
     onnx_max_rows: int = 2_000
+    _explainer: object = dataclasses.field(default=None, repr=False)
+    _explainer_lock: threading.Lock = dataclasses.field(default_factory=threading.Lock, repr=False)
+
+    def explainer(self, background=None):
+        """This version's own explainer (ml.explanations), built on first use; `background()` gives
+        rows like the training data, for the explainers that need them (not a tree model's)."""
+        with self._explainer_lock:
+            if self._explainer is None:
+                from ml.explanations import TREE_MODELS, Explainer
+
+                model = self.pipeline.named_steps["model"]
+                needs_rows = type(model).__name__ not in TREE_MODELS
+                rows = background() if needs_rows and background else None
+                self._explainer = Explainer(self.pipeline, self.schema, rows)
+            return self._explainer
 
     def predict_proba(self, columns: dict[str, np.ndarray], rows: int) -> tuple[np.ndarray, str]:
         """Class probabilities, and which path computed them (`onnx` or `sklearn`)."""
@@ -51,6 +66,20 @@ class ServedModel:
             return classes[np.argmax(proba, axis=1)]
         positive = self.classes.index(target.positive)
         return np.where(proba[:, positive] >= self.threshold, classes[positive], classes[1 - positive])
+
+    def outputs(self, proba: np.ndarray) -> dict[str, np.ndarray]:
+        """Per-row outputs as columns: label, text, and the probability (or one per class)."""
+        labels = self.labels(proba)
+        target = self.schema.target
+        names = {c: target.label(c) for c in self.classes}  # a few classes, many rows
+        out = {"label": labels,
+               "label_text": np.array([names[v] for v in labels.tolist()], dtype=object)}
+        if self.positive_index is not None:
+            out["probability"] = proba[:, self.positive_index]
+        else:
+            for index, klass in enumerate(self.classes):
+                out[f"probability_{klass}"] = proba[:, index]
+        return out
 
     @property
     def positive_index(self) -> int | None:

@@ -35,6 +35,9 @@ class Settings(EnvSettings):
     redis_url: str | None = Field(None, validation_alias="REDIS_URL")
     queue_name: str = "opcon"  # instances sharing one Redis need different names
     model_poll_seconds: float = 2.0
+    # while the registry has a challenger, each /predict request is also scored by it, off the
+    # response path, into the shadow log (OPCON_SHADOW=false: not in this deployment)
+    shadow: bool = True
     # a newly promoted champion is served by every API worker from the same instant, this long
     # after the first worker loaded it (the others load it meanwhile)
     model_switch_lead_seconds: float = 5.0
@@ -95,6 +98,11 @@ class Settings(EnvSettings):
     @property
     def prediction_log_dir(self) -> Path:
         return self.state_dir / "predictions"
+
+    @property
+    def shadow_log_dir(self) -> Path:
+        """The challenger's answers to live requests: the prediction log's layout, flagged `shadow`."""
+        return self.state_dir / "predictions" / "shadow"
 
     @property
     def huey_path(self) -> Path:

@@ -62,6 +62,8 @@ def _drift_families(reports: ReportStore) -> list:
                                 "latest report", labels=["feature"])
     stamp = GaugeMetricFamily("opcon_drift_report_timestamp_seconds", "When the latest drift report "
                               "was made (Unix time)")
+    estimated = GaugeMetricFamily("opcon_estimated_performance", "The champion's quality on the latest "
+                                  "drift report's window, estimated without labels", labels=["metric"])
     if latest:
         report = latest[0]
         dataset.add_metric([], float(bool(report["dataset_drift"])))
@@ -69,7 +71,11 @@ def _drift_families(reports: ReportStore) -> list:
         for column in report["columns"]:
             feature.add_metric([column["name"]], float(bool(column["drifted"])))
         stamp.add_metric([], datetime.fromisoformat(report["created"]).timestamp())
-    return [dataset, share, feature, stamp]
+        figures = (report.get("estimated_performance") or {}).get("estimated") or {}
+        for metric, figure in figures.items():
+            if figure.get("value") is not None:
+                estimated.add_metric([metric], float(figure["value"]))
+    return [dataset, share, feature, stamp, estimated]
 
 
 def _champion_family(model_name: str) -> list:
@@ -93,11 +99,22 @@ def _emissions_families() -> list:
     return [kg, kwh]
 
 
+def _floor_family(floors: dict[str, float]) -> list:
+    floor = GaugeMetricFamily("opcon_estimated_performance_floor", "The lowest estimated figure the "
+                              "champion may show (params.yaml monitoring.performance_floor)",
+                              labels=["metric"])
+    for metric, value in floors.items():
+        floor.add_metric([metric], float(value))
+    return [floor]
+
+
 class StateCollector(Collector):
     """A custom collector; its families are rebuilt at most every `cache_seconds`."""
 
-    def __init__(self, engine: sa.Engine, reports: ReportStore, model_name: str, cache_seconds: float):
+    def __init__(self, engine: sa.Engine, reports: ReportStore, model_name: str, cache_seconds: float,
+                 performance_floor: dict[str, float] | None = None):
         self.engine, self.reports, self.model_name = engine, reports, model_name
+        self.performance_floor = performance_floor or {}
         self.cache_seconds = cache_seconds
         self._cached: tuple[float, list] | None = None
         self._lock = threading.Lock()
@@ -113,7 +130,8 @@ class StateCollector(Collector):
         for name, build in (("jobs", lambda: _jobs_families(self.engine)),
                             ("drift", lambda: _drift_families(self.reports)),
                             ("champion", lambda: _champion_family(self.model_name)),
-                            ("emissions", _emissions_families)):
+                            ("emissions", _emissions_families),
+                            ("floor", lambda: _floor_family(self.performance_floor))):
             try:
                 families += build()
             except Exception:  # one unreadable source must not take the others off /metrics

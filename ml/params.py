@@ -104,6 +104,12 @@ class Emissions(_Strict):
         return self
 
 
+class Monitoring(_Strict):
+    # the lowest estimated figure (monitoring.performance_estimation) the champion may show on live
+    # traffic before the OpconEstimatedPerformanceLow alert: metric (roc_auc, f1, accuracy) → floor
+    performance_floor: dict[Literal["roc_auc", "f1", "accuracy"], float] = {}
+
+
 class Params(_Strict):
     dataset: Dataset
     schema_: Schema = Field(alias="schema")
@@ -112,6 +118,7 @@ class Params(_Strict):
     evaluate: Evaluate = Evaluate()
     registry: Registry
     emissions: Emissions
+    monitoring: Monitoring = Monitoring()
 
     @property
     def schema(self) -> Schema:

@@ -154,6 +154,16 @@ def champion(name: str):
         return None
 
 
+def challenger(name: str):
+    """The challenger ModelVersion (the newest candidate the gate did not promote), or None."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client().get_model_version_by_alias(name, CHALLENGER)
+    except MlflowException:
+        return None
+
+
 def versions(name: str) -> list:
     """Every registered version, newest first."""
     found = client().search_model_versions(f"name = '{name}'")

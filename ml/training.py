@@ -8,6 +8,7 @@ CodeCarbon measurement of the fit.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 from concurrent.futures import ThreadPoolExecutor
 from importlib.metadata import version as installed_version
@@ -21,7 +22,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from ml import cards, emissions, tracking
+from ml import calibration, cards, emissions, tracking
 from ml.errors import ParamsError, PipelineError
 from ml.layout import DATASET_CARD, TRAIN_METRICS, TRAIN_RUN, VALIDATION_REPORT
 from ml.metrics import choose_threshold, classification_metrics, predict_labels
@@ -68,8 +69,20 @@ def build_pipeline(schema: Schema, train: Train) -> Pipeline:
     return Pipeline([("preprocess", preprocess), ("model", make_estimator(train))])
 
 
-def fit_and_score(parts: dict[str, pd.DataFrame], params: Params):
-    """Fit on train, threshold on validation, metrics on validation and test. No side effects."""
+@dataclasses.dataclass
+class Fitted:
+    pipeline: Pipeline
+    threshold: float | None
+    metrics: dict[str, float]
+    confusion: tuple  # (test truth, test predictions, classes)
+    x_train: pd.DataFrame
+    y_train: np.ndarray
+    calibration: dict  # ml.calibration, fitted on the validation split
+
+
+def fit_and_score(parts: dict[str, pd.DataFrame], params: Params) -> Fitted:
+    """Fit on train; threshold and calibration on validation; metrics on validation and test. No
+    side effects."""
     schema, target = params.schema, params.schema.target
     x = {name: feature_frame(parts[name], schema) for name in SPLITS}
     y = {name: labels(parts[name], schema) for name in SPLITS}
@@ -87,7 +100,10 @@ def fit_and_score(parts: dict[str, pd.DataFrame], params: Params):
         scores = classification_metrics(y[name], proba[name], classes, threshold, target)
         metrics.update({f"{prefix}_{k}": v for k, v in scores.items()})
     test_pred = predict_labels(proba["test"], classes, threshold, target)
-    return pipeline, threshold, metrics, (y["test"], test_pred, classes), (x["train"], y["train"])
+    calibrated = calibration.fit(y["validation"], proba["validation"], classes,
+                                 target.positive if target.is_binary else None)
+    return Fitted(pipeline, threshold, metrics, (y["test"], test_pred, classes), x["train"], y["train"],
+                  calibrated)
 
 
 def _trusted_types(pipeline: Pipeline, x: pd.DataFrame, y: np.ndarray) -> list[str]:
@@ -203,12 +219,15 @@ def _run(params: Params, *, parts: dict[str, pd.DataFrame], validation: dict, ex
         mlflow.log_params({**_flat_params(params), "data_version": data_version,
                            "train_rows": len(parts["train"])})
         with emissions.track(tracker) as measured:
-            pipeline, threshold, metrics, confusion, (x_train, y_train) = fit_and_score(parts, params)
+            fitted = fit_and_score(parts, params)
+        pipeline, threshold, metrics = fitted.pipeline, fitted.threshold, fitted.metrics
+        confusion, x_train, y_train = fitted.confusion, fitted.x_train, fitted.y_train
         mlflow.log_metrics({**metrics, **measured.as_mlflow_metrics()})
         mlflow.set_tag("emissions_tracking_mode", measured.mode)
         if threshold is not None:
             mlflow.log_metric("threshold", threshold)
         mlflow.log_dict(validation, "validation.json")
+        mlflow.log_dict(fitted.calibration, calibration.ARTIFACT)
         mlflow.log_artifact(str(dataset_card))
         figure = _confusion_figure(*confusion, params.schema.target)
         mlflow.log_figure(figure, "confusion_matrix.png")

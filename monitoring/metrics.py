@@ -17,6 +17,8 @@ LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5
 class ServiceMetrics:
     predictions: Counter
     prediction_latency: Histogram
+    shadow_rows: Counter
+    shadow_failures: Counter
 
     def observe(self, version: str, served_by: str, labels, seconds: float) -> None:
         self.prediction_latency.labels(served_by=served_by).observe(seconds)
@@ -40,4 +42,8 @@ def build(registry: CollectorRegistry | None = None) -> ServiceMetrics:
         prediction_latency=Histogram("opcon_prediction_latency_seconds",
                                      "Model time per predict request (validation excluded)",
                                      ["served_by"], buckets=LATENCY_BUCKETS, registry=registry),
+        shadow_rows=Counter("opcon_shadow_rows", "Live rows the challenger also scored (not served)",
+                            ["model_version"], registry=registry),
+        shadow_failures=Counter("opcon_shadow_failures", "Requests the challenger failed to score "
+                                "(the served answer is unaffected)", registry=registry),
     )

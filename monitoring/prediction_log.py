@@ -40,7 +40,8 @@ SEGMENT_BYTES = 16 * 1024 * 1024  # about 50,000 rows of a dozen columns
 
 
 class PredictionLog:
-    def __init__(self, directory: Path, segment_bytes: int = SEGMENT_BYTES):
+    def __init__(self, directory: Path, segment_bytes: int = SEGMENT_BYTES, *, indexed: bool = True):
+        """`indexed=False`: no request index (a log nobody looks requests up in, the shadow log)."""
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self.segment_bytes = segment_bytes
@@ -49,7 +50,7 @@ class PredictionLog:
         self._pid: int | None = None
         self._written = 0
         self._lock = threading.Lock()  # rotation must not close a segment another thread writes
-        self.index = RequestIndex(self.directory)
+        self.index = RequestIndex(self.directory) if indexed else None
 
     # -- writing -------------------------------------------------------------------------------
     def _segment(self) -> tuple[int, Path]:
@@ -68,17 +69,26 @@ class PredictionLog:
     def append(self, request_id: str, model_version: str, served_by: str,
                rows: list[dict]) -> None:
         """Log rows of one request; each row holds its features and outputs."""
+        self.append_requests([(request_id, model_version, served_by, rows)])
+
+    def append_requests(self, requests: list[tuple[str, str, str, list[dict]]]) -> None:
+        """Log the rows of several requests (request id, model version, served by, rows) in one
+        write; the request index, when kept, gets the first only (one request a call when indexed)."""
+        if self.index is not None and len(requests) != 1:
+            raise ValueError("an indexed log takes one request a write")
         stamp = time.time()
         lines = [orjson.dumps({"request_id": request_id, "row": i, "ts": stamp,
                                "model_version": model_version, "served_by": served_by, **row},
                               option=orjson.OPT_SERIALIZE_NUMPY)
+                 for request_id, model_version, served_by, rows in requests
                  for i, row in enumerate(rows)]
         data = b"\n".join(lines) + b"\n"
         with self._lock:  # held while indexing too: a segment's index entries follow its bytes
             fd, path = self._segment()
             os.write(fd, data)
             start, self._written = self._written, self._written + len(data)
-            self.index.record_segment(request_id, len(rows), path, start, self._written)
+            if self.index is not None:
+                self.index.record_segment(requests[0][0], len(requests[0][3]), path, start, self._written)
 
     def append_frame(self, request_id: str, model_version: str, served_by: str,
                      frame: pd.DataFrame) -> None:
@@ -100,7 +110,8 @@ class PredictionLog:
         """Turn sealed JSON-lines segments into Parquet; returns how many were converted. The
         index then catches up with whatever it missed (the worker runs this every minute)."""
         converted = log_files.compact(self.directory)
-        self.index.refresh()
+        if self.index is not None:
+            self.index.refresh()
         return converted
 
     def read(self, columns: list[str] | None = None, *, since: float | None = None,
@@ -194,7 +205,8 @@ class BatchLog:
         self._writer.close()
         self._writer = None
         os.replace(self.partial, self.final)
-        self.log.index.record_file(self.request_id, self.rows, self.final)
+        if self.log.index is not None:
+            self.log.index.record_file(self.request_id, self.rows, self.final)
 
 
 def _between(table, since: float | None, until: float | None):

@@ -201,12 +201,13 @@ def typical_record(schema) -> dict:
 
 # -- Prometheus ----------------------------------------------------------------------------------
 
-COUNTERS = {"opcon_predictions_total", "flask_http_request_total", "opcon_jobs_total"}
+COUNTERS = {"opcon_predictions_total", "flask_http_request_total", "opcon_jobs_total",
+            "opcon_shadow_rows_total", "opcon_shadow_failures_total"}
 HISTOGRAMS = {"opcon_prediction_latency_seconds", "flask_http_request_duration_seconds"}
 GAUGES = {"opcon_api_info", "opcon_champion_info", "opcon_drift_dataset_drift", "opcon_drift_share",
           "opcon_drift_feature_drifted", "opcon_drift_report_timestamp_seconds",
           "opcon_job_duration_seconds", "opcon_jobs_queued", "opcon_training_emissions_kg_co2eq",
-          "opcon_training_energy_kwh"}
+          "opcon_training_energy_kwh", "opcon_estimated_performance", "opcon_estimated_performance_floor"}
 # every series name the API exports (as scraped), plus Prometheus' own `up`
 EXPORTED_METRICS = COUNTERS | GAUGES | {"up"} | {
     f"{name}_{suffix}" for name in HISTOGRAMS for suffix in ("bucket", "count", "sum")}

@@ -4,6 +4,7 @@ record at a time and in batches, and watched for drift."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 
@@ -11,9 +12,12 @@ import mlflow
 import pandas as pd
 import pytest
 from sklearn.datasets import load_wine
+from streamlit.testing.v1 import AppTest
 
 from ml import registry, tracking
+from tests.e2e.servers import add_user, console_env, console_page, sign_in
 from tests.helpers import TOKEN, Client, build_project, run_job_here
+from tests.live import Services
 
 pytestmark = pytest.mark.pipeline
 
@@ -154,16 +158,121 @@ def test_single_and_batch_predictions_are_logged_alike_and_drift_reads_them(wine
     assert {"prediction_probability_0", "prediction_probability_1", "prediction_probability_2"} <= tested
 
 
+def test_a_multiclass_answer_is_explained_towards_its_class_and_adds_up(wine, client):
+    features = wine.params.schema.feature_names
+    records = wine.table[features].sample(12, random_state=5).to_dict(orient="records")
+    body = client.post("/api/v1/predict?explain=true", json={"records": records}).get_json()
+    model = mlflow.sklearn.load_model(f"models:/wine-classifier/{body['explained_by']['version']}")
+    proba = model.predict_proba(pd.DataFrame(records)[features])
+    classes = [str(c) for c in model.classes_]
+    for i, prediction in enumerate(body["predictions"]):
+        explanation = prediction["explanation"]
+        total = explanation["base_value"] + sum(explanation["contributions"].values())
+        assert abs(total - proba[i, classes.index(str(prediction["label"]))]) < 1e-6
+        assert explanation["contributions"].keys() == set(features)  # colour_band's one-hot columns summed
+        assert "threshold" not in explanation["reasons"][0]["text"]
+
+
+@pytest.fixture(scope="module")
+def console_session(wine):
+    """The API under gunicorn on the wine project, and an operator's session token for the console."""
+    services = Services(wine.path, wine.state, {"OPCON_DRIFT_INTERVAL_MINUTES": "0"})
+    services.start_api()
+    try:
+        services.wait_ready()
+        with pytest.MonkeyPatch.context() as patch:
+            for name, value in console_env(services).items():
+                patch.setenv(name, value)
+            add_user(services, "olga", "operator")
+            yield sign_in(services, "olga")
+    finally:
+        services.stop()
+
+
+def page_text(app: AppTest) -> str:
+    parts = [e.value for kind in ("markdown", "caption", "info", "title") for e in getattr(app, kind)]
+    return " ".join(str(part) for part in parts).lower()
+
+
+def test_the_console_predicts_from_this_tables_schema(wine, console_session):
+    app = console_page(console_session, "predict")
+    features = wine.params.schema.feature_names
+    keys = {w.key for w in [*app.number_input, *app.selectbox] if w.key.startswith("feature_")}
+    assert keys == {f"feature_{name}" for name in features}
+    assert app.selectbox(key="feature_colour_band").options == ["deep", "medium", "pale"]
+    assert "threshold" not in page_text(app)
+
+    next(b for b in app.button if b.label == "Predict").click().run()
+    assert not app.exception and [e.value for e in app.main.error] == []
+    answer = app.session_state["prediction"]["predictions"][0]
+    assert set(answer["probabilities"]) == {"0", "1", "2"} and answer.get("threshold") is None
+    assert next(m.value for m in app.metric if m.label == "Predicted outcome") == answer["label_text"]
+    shown = page_text(app)
+    assert "wine-classifier" in shown and "threshold" not in shown
+
+
+def test_the_models_page_shows_no_threshold_for_a_multiclass_model(console_session):
+    app = console_page(console_session, "models")
+    assert "threshold" not in app.dataframe[0].value.columns
+    assert "threshold" not in page_text(app).replace("decision threshold (two classes)", "")
+
+
+def test_a_pull_that_names_missing_data_says_what_to_do(wine, client):
+    stale = wine.path / "data" / "raw" / "machines.csv.dvc"
+    stale.write_text("outs:\n- md5: 0123456789abcdef0123456789abcdef\n  size: 10\n  hash: md5\n"
+                     "  path: machines.csv\n")
+    try:
+        job = client.post("/api/v1/jobs", json={"kind": "data_pull"})
+        assert job.status_code == 202, job.get_data(as_text=True)[:300]
+        finished = run_job_here(client.app.extensions["opcon"], job.get_json()["id"])
+    finally:
+        stale.unlink()
+    assert finished["status"] == "failed"
+    assert "`data/raw/machines.csv.dvc` point(s) at data no longer in use" in finished["error"]
+    assert "`make dataset`" in finished["error"] and "data/raw/wine.csv" in finished["error"]
+    assert (wine.path / "data" / "raw" / "wine.csv").is_file()  # the data in use stays
+
+
 def test_a_batch_is_scored_and_a_retrain_keeps_the_table_serving(wine, client):
     answer = client.upload("/api/v1/predict/batch", wine.source.read_bytes(), "wine.csv")
     assert answer.status_code == 200, answer.get_data(as_text=True)[:300]
     header = answer.get_data(as_text=True).split("\n", 1)[0].split(",")
     assert {"prediction_label", "prediction_probability_0", "prediction_probability_2"} <= set(header)
 
+    finished = retrain(client)
+    assert finished["result"]["model_version"] == "2"
+    versions = client.get("/api/v1/models").get_json()["versions"]
+    assert {v["version"] for v in versions} == {"1", "2"}
+    # the same data, the same seed: an equal score, so the champion stays
+    assert not finished["result"]["promoted"], finished["result"]
+    assert "does not beat the champion's" in finished["result"]["promotion_reason"]
+
+
+def test_an_equal_score_on_newer_data_promotes(wine, client):
+    """The wine models score close to 1.0, so the margin rule can hardly promote: a model of newer data
+    at least as good on the same test split takes over, and the reason says so. The new rows are each
+    class's most typical ones (the champion's surest), so the newer model is no worse."""
+    model = mlflow.sklearn.load_model("models:/wine-classifier@champion")
+    sureness = model.predict_proba(wine.table[wine.params.schema.feature_names]).max(axis=1)
+    batch = (wine.table.assign(sureness=sureness).sort_values("sureness", ascending=False)
+             .groupby("cultivar").head(10).drop(columns="sureness").assign(sample_id=range(1001, 1031)))
+    sent = client.upload("/api/v1/datasets", batch.to_csv(index=False).encode(), "more-wine.csv")
+    assert sent.status_code == 202, sent.get_data(as_text=True)[:500]
+    added = run_job_here(client.app.extensions["opcon"], sent.get_json()["id"])
+    assert added["status"] == "succeeded", added["error"]
+
+    finished = retrain(client)
+    result = finished["result"]
+    assert result["model_version"] == "3" and result["promoted"], result["promotion_reason"]
+    scores = re.fullmatch(r"trained on newer data, and its test pr_auc (\S+) is at least the champion's "
+                          r"(\S+) on the same test set", result["promotion_reason"])
+    assert scores and 0.99 < float(scores[2]) <= float(scores[1]), result["promotion_reason"]
+    assert str(registry.champion("wine-classifier").version) == "3"
+
+
+def retrain(client: Client) -> dict:
     job = client.post("/api/v1/jobs", json={"kind": "retrain"})
     assert job.status_code == 202, job.get_data(as_text=True)[:300]
     finished = run_job_here(client.app.extensions["opcon"], job.get_json()["id"])
     assert finished["status"] == "succeeded", finished["error"]
-    assert finished["result"]["model_version"] == "2"
-    versions = client.get("/api/v1/models").get_json()["versions"]
-    assert {v["version"] for v in versions} == {"1", "2"}
+    return finished

@@ -21,7 +21,8 @@ pytestmark = pytest.mark.live
 STATE_METRICS = ("opcon_champion_info", "opcon_jobs_total", "opcon_job_duration_seconds",
                  "opcon_jobs_queued", "opcon_drift_dataset_drift", "opcon_drift_share",
                  "opcon_drift_feature_drifted", "opcon_drift_report_timestamp_seconds",
-                 "opcon_training_emissions_kg_co2eq", "opcon_training_energy_kwh")
+                 "opcon_training_emissions_kg_co2eq", "opcon_training_energy_kwh",
+                 "opcon_estimated_performance", "opcon_estimated_performance_floor")
 
 
 @pytest.fixture(scope="module")
@@ -119,6 +120,12 @@ def test_state_metrics_carry_their_labels(live):
     assert found["opcon_drift_report_timestamp_seconds"][0].value > 0
     assert found["opcon_training_emissions_kg_co2eq"][0].value == float(last_training["emissions_kg"]) > 0
     assert found["opcon_training_energy_kwh"][0].value == float(last_training["energy_kwh"]) > 0
+    estimated = report["estimated_performance"]
+    assert estimated["model_version"] == "1" and estimated["rows"] == 40
+    assert {s.labels["metric"]: s.value for s in found["opcon_estimated_performance"]} == pytest.approx(
+        {m: figure["value"] for m, figure in estimated["estimated"].items()})
+    assert {s.labels["metric"]: s.value for s in found["opcon_estimated_performance_floor"]} == {
+        "f1": project.params.monitoring.performance_floor["f1"]}
 
 
 def test_every_worker_answers_the_same_state_and_the_names_alerts_use(live):

@@ -39,8 +39,9 @@ pytestmark = pytest.mark.live
 
 APP = REPO_ROOT / "ui" / "streamlit_app.py"
 TITLES = {"predict": "Predict", "batch": "Batch scoring", "retrain": "Retrain", "models": "Models",
-          "data": "Data", "jobs": "Jobs", "drift": "Drift", "emissions": "Emissions", "service": "Service",
-          "users": "Users", "tokens": "Tokens", "audit": "Audit"}
+          "data": "Data", "jobs": "Jobs", "drift": "Drift", "quality": "Quality", "compare": "Compare",
+          "emissions": "Emissions", "service": "Service", "users": "Users", "tokens": "Tokens",
+          "audit": "Audit"}
 PEOPLE = {"ada": "admin", "adam": "admin", "emma": "engineer", "otto": "operator", "vera": "viewer"}
 ADMIN, SECOND_ADMIN, ENGINEER, OPERATOR, VIEWER = PEOPLE
 APPROVAL = {"registry": {"require_approval": True}, "evaluate": {"min_improvement": 0.0}}
@@ -265,12 +266,12 @@ def test_a_session_that_ended_elsewhere_brings_back_the_sign_in_screen(backend):
 
 # -- what each role sees ---------------------------------------------------------------------------
 
+MONITOR = ["Drift", "Quality", "Compare", "Emissions", "Service", "Jobs"]
 MENUS = {
-    "viewer": ["Models", "Data", "Drift", "Emissions", "Service", "Jobs"],
-    "operator": ["Predict", "Batch", "Models", "Data", "Drift", "Emissions", "Service", "Jobs"],
-    "engineer": ["Predict", "Batch", "Retrain", "Models", "Data", "Drift", "Emissions", "Service", "Jobs"],
-    "admin": ["Predict", "Batch", "Retrain", "Models", "Data", "Drift", "Emissions", "Service", "Jobs",
-              "Users", "Tokens", "Audit"],
+    "viewer": ["Models", "Data", *MONITOR],
+    "operator": ["Predict", "Batch", "Models", "Data", *MONITOR],
+    "engineer": ["Predict", "Batch", "Retrain", "Models", "Data", *MONITOR],
+    "admin": ["Predict", "Batch", "Retrain", "Models", "Data", *MONITOR, "Users", "Tokens", "Audit"],
 }
 
 

@@ -151,8 +151,9 @@ class ApiClient:
     def schema(self) -> dict:
         return self._json("GET", "/api/v1/schema")
 
-    def predict(self, records: list[dict]) -> dict:
-        return self._json("POST", "/api/v1/predict", json={"records": records})
+    def predict(self, records: list[dict], explain: bool = False) -> dict:
+        path = "/api/v1/predict?explain=true" if explain else "/api/v1/predict"
+        return self._json("POST", path, json={"records": records})
 
     def predict_batch(self, content: bytes, file_name: str) -> ScoredFile:
         response = self._send("POST", "/api/v1/predict/batch", timeout=SLOW,
@@ -170,6 +171,18 @@ class ApiClient:
 
     def models(self) -> dict:
         return self._json("GET", "/api/v1/models")
+
+    def compare(self, last: int = 5_000, top: int = 20) -> dict:
+        """The champion against the challenger on the newest `last` shadowed live rows."""
+        return self._json("GET", "/api/v1/models/compare", params={"last": last, "top": top})
+
+    def disagreements_csv(self, last: int = 5_000) -> bytes:
+        return self._send("GET", "/api/v1/models/compare/disagreements", params={"last": last},
+                          timeout=SLOW).content
+
+    def quality(self, window_minutes: int = 60, windows: int = 24) -> dict:
+        return self._json("GET", "/api/v1/quality", timeout=SLOW,
+                          params={"window_minutes": window_minutes, "windows": windows})
 
     def model_card(self, version: str | int) -> str:
         return self._json("GET", f"/api/v1/models/{version}/card")["markdown"]

@@ -55,7 +55,7 @@ try:
 except ApiError as error:  # a token from the cookie, and no API to check it with
     user, problem = None, error
 built = access.pages(user)
-page = st.navigation(access.menu(built), position="sidebar" if user else "hidden")
+page = st.navigation(access.menu(built), position="sidebar" if user else "hidden", expanded=True)
 screen = access.screen_of(built, page)
 if user is not None and st.session_state.pop(sign_in.ARRIVED, False) and not access.can(screen.permission):
     st.switch_page(built[access.home(user)])  # signed in at a page the role does not have: its own home

@@ -16,9 +16,10 @@ import sqlalchemy as sa
 from control_api.db import feedback
 from control_api.jobs.job import Job, Step, StepFailedError, bind
 from control_api.jobs.kinds import DriftWindow
+from control_api.model_facts import ModelFacts
 from control_api.settings import Settings
 from ml import params as params_module
-from monitoring import drift, drift_html, quality
+from monitoring import drift, drift_html, estimated_quality, quality
 from monitoring.prediction_log import PredictionLog
 from monitoring.reference import LABEL, champion_reference, prediction_columns
 from monitoring.reports import ReportStore, new_id
@@ -79,6 +80,7 @@ class DriftReport:
                                 model_versions={str(k): int(v) for k, v in versions.items() if v})
         logged = {v: k for k, v in self.outputs.items()}  # drift column → logged column
         self.current = self._drift_frame(frame, logged)
+        self.served = frame[estimated_quality.logged_columns(self.schema)]
         if len(labels):
             keys = frame.loc[frame["request_id"].isin(labels["request_id"]), ["request_id", "row"]]
             joined = keys.astype({"request_id": str}).reset_index().merge(labels, on=["request_id", "row"])
@@ -143,10 +145,21 @@ class DriftReport:
             threshold = self._threshold()
             probabilities = [n for n in outputs if n != LABEL]
             self.quality = quality.quality(self.labelled, reference, target, probabilities, threshold)
+        self.estimated = self._estimated()
         drifted = ", ".join(self.verdict["drifted_columns"]) or "none"
         job.log(f"dataset drift: {self.verdict['dataset_drift']} (share {self.verdict['drift_share']:.2f}); "
                 f"drifted: {drifted}")
         return {}
+
+    def _estimated(self) -> dict:
+        """The reference version's quality on its rows of the window, estimated without labels."""
+        version = str(self.reference.model_version)
+        facts = ModelFacts(self.params.registry.model_name)
+        rows = self.served[self.served["model_version"].astype(str) == version]
+        found = estimated_quality.window(rows, pd.DataFrame(), self.schema, facts.calibration)
+        return {"model_version": version, "rows": found.get("estimated_rows", 0),
+                "estimated": found["estimated"], "not_estimated": found.get("not_estimated"),
+                "at_training": facts.at_training(version)}
 
     def _threshold(self) -> float | None:
         from ml import registry
@@ -168,7 +181,8 @@ class DriftReport:
         self.summary = {
             "id": new_id(), "created": datetime.now(UTC).isoformat(), "window": self.window_info,
             "model_version": self.reference.model_version, "reference": self.reference.describe(),
-            **self.verdict, "quality": self.quality, "html": self.sampled, "job_id": job.id,
+            **self.verdict, "quality": self.quality, "estimated_performance": self.estimated,
+            "html": self.sampled, "job_id": job.id,
             "reason": record.get("reason"), "timings": self.timings}
         self.reports.save(_finite(self.summary), self.page)
         return {"report_id": self.summary["id"], "dataset_drift": self.verdict["dataset_drift"],

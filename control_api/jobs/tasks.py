@@ -5,22 +5,41 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import Iterator
+from pathlib import Path
 
 from control_api import champion_history, datasets
 from control_api.approvals import ApprovalStore
 from control_api.jobs.dataset_job import UploadJob
-from control_api.jobs.job import Job, Step, bind
+from control_api.jobs.job import Job, Step, StepFailedError, bind
 from control_api.settings import Settings
 from ml import params as params_module
 from ml.versioning import data_version
 
 
 def _pull(job: Job) -> dict:
-    job.dvc("pull")
     project = job.settings.project_dir
     params = params_module.load(project)
+    try:
+        job.dvc("pull")
+    except StepFailedError as error:
+        if "failed to pull" not in str(error) and "Checkout failed" not in str(error):
+            raise
+        raise StepFailedError(f"{error}{_what_to_do(project, params.dataset.raw)}") from None
     datasets.record(job.store.engine, project, params, "dvc pull")  # a version new to the records
     return {"data_version": data_version(project / params.dataset.raw)}
+
+
+def _what_to_do(project: Path, configured: str) -> str:
+    """A pull fails when a `.dvc` pointer names data the remote lacks: most often one left behind by
+    a data set no longer in use. Name those pointers and what to do about them."""
+    stale = sorted(str(p.relative_to(project)) for p in (project / "data").rglob("*.dvc")
+                   if p.relative_to(project).as_posix() != f"{configured}.dvc")
+    if stale:
+        return (f". The configured data set is `{configured}`; {', '.join(f'`{s}`' for s in stale)} "
+                "point(s) at data no longer in use: remove them (`git rm`), or switch data sets with "
+                "`make dataset`, which removes the old pointer")
+    return (f". `{configured}.dvc` names data the instance's remote does not hold: push it from the "
+            "machine that has it (`dvc push`), or add the data set again with `make dataset`")
 
 
 def _validate(job: Job) -> dict:

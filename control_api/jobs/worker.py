@@ -66,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     @queue.periodic_task(every_tick, name="opcon.compact_predictions")
     def compact_prediction_log():
         PredictionLog(settings.prediction_log_dir).compact()
+        PredictionLog(settings.shadow_log_dir, indexed=False).compact()
 
     @queue.periodic_task(every_tick, name="opcon.schedule_drift_report")
     def scheduled_drift_report():

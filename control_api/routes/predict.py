@@ -14,26 +14,12 @@ from werkzeug.wsgi import wrap_file
 from control_api import batch_scoring
 from control_api.errors import invalid
 from control_api.identity.routing import SecuredBlueprint
-from control_api.models import BatchForm, ErrorBody, PredictResponse
+from control_api.models import BatchForm, ErrorBody, PredictQuery, PredictResponse
 from control_api.validation import predict_request_model
+from ml.splits import read_split
 
 TAG = Tag(name="predict", description="Predictions from the champion model")
 SEND_BYTES = 1 << 20
-
-
-def _outputs(served, proba: np.ndarray) -> dict[str, np.ndarray]:
-    """Per-row outputs as columns: label, text, and the probability (or one per class)."""
-    labels = served.labels(proba)
-    target = served.schema.target
-    names = {c: target.label(c) for c in served.classes}  # a few classes, many rows
-    out = {"label": labels,
-           "label_text": np.array([names[v] for v in labels.tolist()], dtype=object)}
-    if served.positive_index is not None:
-        out["probability"] = proba[:, served.positive_index]
-    else:
-        for index, klass in enumerate(served.classes):
-            out[f"probability_{klass}"] = proba[:, index]
-    return out
 
 
 def _prediction_dicts(served, outputs: dict[str, np.ndarray]) -> list[dict]:
@@ -61,6 +47,9 @@ class BatchQuery(BaseModel):
     raw: bool = Field(False, description="CSV cells exactly as they are: no `'` in front of cells "
                                          "that start like a spreadsheet formula (for programs, "
                                          "not spreadsheets)")
+    explain: int = Field(0, ge=0, le=10, description="add each row's N strongest reasons (SHAP) as "
+                                                     "columns prediction_reason_1..N (files of up to "
+                                                     "100,000 rows)")
 
 
 def blueprint(services) -> SecuredBlueprint:
@@ -71,20 +60,46 @@ def blueprint(services) -> SecuredBlueprint:
     request_model = predict_request_model(schema, settings.max_records)
 
     @bp.post("/predict", permission="predict", audited=False, responses={200: PredictResponse})
-    def predict(body: request_model):
-        """Score 1 to 10,000 records with the champion."""
+    def predict(body: request_model, query: PredictQuery):
+        """Score 1 to 10,000 records with the champion. `explain=true` adds each record's feature
+        contributions towards the class it was given (SHAP, from the serving version's own model;
+        they add up to its output for that class) and the five strongest in words."""
         served = services.champion.get()  # one model for the whole request
         records = body.records
         columns = {name: np.array([getattr(r, name) for r in records]) for name in names}
         started = time.perf_counter()
         proba, path = served.predict_proba(columns, len(records))
-        outputs = _outputs(served, proba)
+        outputs = served.outputs(proba)
         services.metrics.observe(served.version, path, outputs["label"], time.perf_counter() - started)
         predictions = _prediction_dicts(served, outputs)
         request_id = str(uuid.uuid4())
         log.append(request_id, served.version, path, _logged_rows(records, outputs))
-        return jsonify({"model": {"name": served.name, "version": served.version, "alias": "champion"},
-                        "request_id": request_id, "served_by": path, "predictions": predictions})
+        services.shadow.submit(request_id, served.version, columns, len(records))
+        answer = {"model": {"name": served.name, "version": served.version, "alias": "champion"},
+                  "request_id": request_id, "served_by": path, "predictions": predictions}
+        if query.explain:
+            answer["explained_by"] = explain(served, columns, outputs, predictions)
+        return jsonify(answer)
+
+    def explain(served, columns: dict, outputs: dict, predictions: list[dict]) -> dict:
+        import pandas as pd
+
+        from ml.explanations import reasons
+
+        explainer = served.explainer(lambda: read_split(settings.project_dir, "train").sample(
+            n=100, replace=True, random_state=0))
+        frame = pd.DataFrame({name: columns[name] for name in names})
+        index = {c: i for i, c in enumerate(served.classes)}
+        given = np.array([index[label] for label in outputs["label"].tolist()])
+        explained = explainer.explain(frame, given)
+        words = reasons(explained, frame, schema, outputs["label_text"].tolist(), top=5)
+        for i, prediction in enumerate(predictions):
+            prediction["explanation"] = {
+                "explained_class": prediction["label"], "output": explained.output,
+                "base_value": float(explained.base_values[i]), "value": float(explained.outputs[i]),
+                "contributions": dict(zip(names, explained.contributions[i].tolist(), strict=True)),
+                "reasons": words[i]}
+        return {"name": served.name, "version": served.version, "method": explainer.method}
 
     @bp.post("/predict/batch", permission="predict", audited=False,
              responses={200: {"content": {"text/csv": {}, "application/json": {}}}, 413: ErrorBody})
@@ -105,7 +120,7 @@ def blueprint(services) -> SecuredBlueprint:
         scored = batch_scoring.score_upload(upload.stream, served, log, services.metrics,
                                             max_rows=settings.max_batch_rows,
                                             onnx_max_rows=settings.onnx_max_rows,
-                                            as_json=as_json, raw=query.raw)
+                                            as_json=as_json, raw=query.raw, explain=query.explain)
         headers = {"X-Request-Id": scored.request_id, "X-Model-Version": served.version,
                    "X-Served-By": scored.served_by, "Content-Length": str(scored.size)}
         if not as_json:

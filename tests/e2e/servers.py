@@ -117,6 +117,20 @@ class Console:
                 self.process.wait()
 
 
+def console_page(token: str, page: str):
+    """A console page in Streamlit's AppTest for a signed-in session token (the variables of
+    console_env must point the console at the API)."""
+    from streamlit.testing.v1 import AppTest
+
+    from ui.components import session
+
+    app = AppTest.from_file(REPO_ROOT / "ui" / "streamlit_app.py", default_timeout=60)
+    app.session_state[session.TOKEN] = token
+    app = app.run().switch_page(f"app_pages/{page}.py").run()
+    assert not app.exception, [e.value for e in app.exception]
+    return app
+
+
 def start_streamlit(services: Services, api_url: str | None = None) -> Console:
     return Console(services, api_url).start()
 

@@ -29,8 +29,9 @@ from ui.components.session_cookie import NAME as COOKIE
 pytestmark = [pytest.mark.browser, pytest.mark.live]
 
 PAGES = {"Predict": "Predict", "Batch": "Batch scoring", "Retrain": "Retrain", "Models": "Models",
-         "Data": "Data", "Drift": "Drift", "Emissions": "Emissions", "Service": "Service", "Jobs": "Jobs",
-         "Users": "Users", "Tokens": "Tokens", "Audit": "Audit"}
+         "Data": "Data", "Drift": "Drift", "Quality": "Quality", "Compare": "Compare",
+         "Emissions": "Emissions", "Service": "Service", "Jobs": "Jobs", "Users": "Users",
+         "Tokens": "Tokens", "Audit": "Audit"}
 ADMIN, OPERATOR, ENGINEER = "ada", "otto", "emma"
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 RETRAIN_SECONDS = 240
@@ -180,7 +181,8 @@ def test_a_csv_is_scored_and_downloaded(page, backend, shots, tmp_path):
 
 
 def test_an_operator_finds_no_retrain_data_upload_or_admin_page_and_is_refused_one_by_its_url(page, console):
-    assert menu(page) == ["Predict", "Batch", "Models", "Data", "Drift", "Emissions", "Service", "Jobs"]
+    assert menu(page) == ["Predict", "Batch", "Models", "Data", "Drift", "Quality", "Compare", "Emissions",
+                          "Service", "Jobs"]
     go_to(page, "Data")
     expect(page.locator('[data-testid="stDataFrame"]')).to_be_visible()  # the versions: the page is drawn
     assert page.get_by_role("heading", name="Add a labelled batch").count() == 0
@@ -230,6 +232,42 @@ def test_the_engineer_retrains_to_a_version_that_waits_for_approval(page, backen
     assert_no_error_on_screen(page)
     save(page, shots, "retrain")
     assert backend.get("/api/v1/models").json()["champion"] == "1"
+    sign_out(page)
+
+
+def test_the_waiting_challenger_shadows_live_traffic_and_compare_and_quality_fill_up(page, backend, shots):
+    """v2 waits for approval, so it is the challenger: live requests are also scored by it."""
+    names = [f["name"] for f in backend.get("/api/v1/schema").json()["features"]]
+    frame = generate(400, 23, first_id=600_001)
+    target = backend.project.params.schema.target.name
+    sent = []
+
+    def shadowed_enough() -> bool:
+        start = len(sent)
+        for index in range(start, min(start + 40, len(frame))):
+            answer = backend.post("/api/v1/predict", json={"records": [frame.iloc[index][names].to_dict()]})
+            assert answer.status_code == 200 and answer.json()["model"]["version"] == "1"
+            sent.append((answer.json()["request_id"], frame.iloc[index][target]))
+        return backend.get("/api/v1/models/compare").json()["compared_rows"] >= 150
+
+    wait_until(shadowed_enough, 60, "the challenger has scored 150 live rows in the shadow")
+    items = [{"request_id": rid, "row": 0, "label": int(label)} for rid, label in sent]
+    assert backend.post("/api/v1/feedback", json={"items": items}).status_code == 200
+    body = backend.get("/api/v1/models/compare").json()
+    assert body["challenger_versions"] == ["2"] and body["quality"]["labelled_rows"] == body["compared_rows"]
+
+    sign_in_as(page, ENGINEER)
+    go_to(page, "Compare")
+    expect(page.get_by_text(f"on {body['compared_rows']:,} labelled live rows")).to_be_visible()
+    expect(metric_value(page, "Live rows compared")).to_have_text(f"{body['compared_rows']:,}")
+    expect(page.get_by_role("heading", name="The evidence")).to_be_visible()
+    assert page.get_by_role("button", name="Approve v2").count() == 0  # engineers do not approve
+    assert_no_error_on_screen(page)
+    save(page, shots, "compare")
+    go_to(page, "Quality")
+    expect(page.get_by_text(re.compile(r"^Estimated ROC AUC \d\.\d{3} \(band"))).to_be_visible()
+    assert_no_error_on_screen(page)
+    save(page, shots, "quality")
     sign_out(page)
 
 

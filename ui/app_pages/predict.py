@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from ui.api_client import ApiRejectedError
-from ui.components import charts, forms
+from ui.components import charts, explanation_view, forms
 from ui.components.access import can
 from ui.components.errors import guarded, show_api_error
 from ui.components.formatting import class_label, positive_class
@@ -23,14 +23,16 @@ def prediction_form(features: list[dict]) -> tuple[bool, dict, dict]:
             with columns[index % 2]:
                 record[feature["name"]] = forms.feature_input(feature)
                 slots[feature["name"]] = st.empty()
+        explain = st.checkbox("Explain the answer", key="explain",
+                              help="which values pushed the model towards its answer, and how much")
         submitted = st.form_submit_button("Predict", type="primary", icon=":material/bolt:", width="stretch")
-    return submitted, record, slots
+    return submitted, record, slots, explain
 
 
-def send(record: dict, current_schema: dict, slots: dict) -> None:
+def send(record: dict, current_schema: dict, slots: dict, explain: bool) -> None:
     """The inputs' bounds keep values in range; what the API still refuses goes under its field."""
     try:
-        answer = api().predict([record])
+        answer = api().predict([record], explain=explain)
     except ApiRejectedError as error:
         st.session_state.pop(RESULT, None)
         named, others = forms.problems_by_feature(error.details, current_schema)
@@ -60,6 +62,8 @@ def show_result(result: dict, current_schema: dict) -> None:
         else:
             st.plotly_chart(charts.class_probabilities(prediction["probabilities"], labels),
                             config={"displayModeBar": False})
+        if prediction.get("explanation"):
+            explanation_view.show(prediction, result["explained_by"])
         model = result["model"]
         st.caption(f"Model **{model['name']}** version **{model['version']}** ({model['alias']}), "
                    f"scored by {result['served_by']}  \nRequest id `{result['request_id']}`")
@@ -84,9 +88,9 @@ st.caption("Enter one record's values and ask the champion model for its answer.
 current_schema = schema()
 form_column, result_column = st.columns([3, 2], gap="large")
 with form_column:
-    submitted, record, slots = prediction_form(current_schema["features"])
+    submitted, record, slots, explain = prediction_form(current_schema["features"])
     if submitted:
-        send(record, current_schema, slots)
+        send(record, current_schema, slots, explain)
 with result_column:
     result = st.session_state.get(RESULT)
     if result is None:

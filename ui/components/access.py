@@ -30,6 +30,8 @@ SCREENS = (
     Screen("app_pages/models.py", "Models", ":material/inventory_2:", "read", "Operate"),
     Screen("app_pages/data.py", "Data", ":material/database:", "read", "Operate"),
     Screen("app_pages/drift.py", "Drift", ":material/query_stats:", "read", "Monitor"),
+    Screen("app_pages/quality.py", "Quality", ":material/insights:", "read", "Monitor"),
+    Screen("app_pages/compare.py", "Compare", ":material/compare_arrows:", "read", "Monitor"),
     Screen("app_pages/emissions.py", "Emissions", ":material/co2:", "read", "Monitor"),
     Screen("app_pages/service.py", "Service", ":material/monitor_heart:", "read", "Monitor"),
     Screen("app_pages/jobs.py", "Jobs", ":material/work_history:", "read", "Monitor"),

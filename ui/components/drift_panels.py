@@ -71,6 +71,19 @@ def drifted_lines(latest: dict, reports: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def estimate_line(latest: dict, metric: str = "f1") -> str | None:
+    """`Estimated F1 0.71 (band 0.66–0.76) against 0.78 at training`, from the report's window."""
+    found = latest.get("estimated_performance") or {}
+    figure = (found.get("estimated") or {}).get(metric)
+    if not figure or figure.get("value") is None:
+        return None
+    low, high = figure["band"]
+    trained = (found.get("at_training") or {}).get(metric)
+    against = f" against {trained:.2f} at training" if trained is not None else ""
+    return (f"Estimated {formatting.metric_name(metric)} of v{found['model_version']} on these rows, "
+            f"without labels: **{figure['value']:.2f}** (band {low:.2f}–{high:.2f}){against}.")
+
+
 def prediction_line(latest: dict) -> str:
     predictions = latest.get("prediction_drift") or {}
     rate = predictions.get("positive_rate") or {}
@@ -106,6 +119,8 @@ def verdict(latest: dict, reports: list[dict]) -> None:
     if lines := drifted_lines(latest, reports):
         st.markdown(lines)
     st.markdown(prediction_line(latest))
+    if line := estimate_line(latest):
+        st.markdown(line)
     if drifted and can("jobs:start"):
         st.page_link("app_pages/retrain.py", label="Retrain the model", icon=":material/model_training:")
     if drifted and can("datasets:upload"):

@@ -28,7 +28,7 @@ def primary_metric(versions: list[dict]) -> str | None:
     return next((v["promotion"]["metric"] for v in versions if v["promotion"].get("metric")), None)
 
 
-def _ask(action: str, version: str | None = None, reason: str = "") -> None:
+def ask(action: str, version: str | None = None, reason: str = "") -> None:
     st.session_state[PENDING] = {"action": action, "version": version, "reason": reason}
 
 
@@ -81,9 +81,9 @@ def promotion_controls(listing: dict) -> None:
     if may_promote and promote.button(f"Promote v{chosen}…", key="promote", width="stretch",
                                       disabled=chosen == champion,
                                       help="already the champion" if chosen == champion else None):
-        _ask("promote", chosen, why)
+        ask("promote", chosen, why)
     if can("models:rollback") and rollback.button("Roll back to the previous champion…", key="rollback",
                                                   width="stretch"):
-        _ask("rollback")
+        ask("rollback")
     if pending := st.session_state.get(PENDING):
         confirmation(pending, champion)

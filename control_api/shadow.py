@@ -1,0 +1,152 @@
+"""The challenger on live traffic: every /predict request is also scored by the registry's
+`challenger`, off the response path, and logged in the shadow log under the challenger's version.
+
+A request only puts its feature columns on a queue (no I/O, no model call). One thread per worker
+takes what has queued, scores it with the challenger in one call, and appends the rows to the
+shadow log in one write: the prediction log's row layout plus `shadow: true`, no request index. A
+failure there is counted and kept for the status; it never reaches a request. Rows still queued
+when a worker dies are not shadowed (they were served and logged as usual).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+
+import numpy as np
+
+from control_api import serving
+from ml import registry
+from ml.schema import Schema
+from monitoring.prediction_log import PredictionLog
+
+log = logging.getLogger(__name__)
+QUEUE_LIMIT = 10_000  # requests waiting to be shadowed; beyond it a request is skipped and counted
+DRAIN = 256  # requests scored in one model call at most
+# after the first request of a quiet spell, the thread waits this long for more: one wake-up, model
+# call and write per group of requests instead of per request (the worker's CPU serves meanwhile)
+GATHER_SECONDS = 0.05
+
+
+class Shadow:
+    def __init__(self, name: str, schema: Schema, shadow_log: PredictionLog, *, enabled: bool,
+                 poll_seconds: float, onnx_max_rows: int = 2_000):
+        self.name, self.schema, self.log = name, schema, shadow_log
+        self.enabled, self.poll_seconds, self.onnx_max_rows = enabled, poll_seconds, onnx_max_rows
+        self.metrics = None  # monitoring.metrics.ServiceMetrics, set by create_app
+        self.model: serving.ServedModel | None = None
+        self.rows = self.failures = self.skipped = 0
+        self.last_error: str | None = None
+        self._queue: queue.Queue = queue.Queue(QUEUE_LIMIT)
+        self._idle = threading.Condition()
+        self._pending = 0
+        self._thread: threading.Thread | None = None
+        self._start_lock = threading.Lock()
+        self._refreshed = 0.0
+
+    # -- per request: one queue put ------------------------------------------------------------
+    def submit(self, request_id: str, served_version: str, columns: dict[str, np.ndarray],
+               rows: int) -> None:
+        if not self.enabled:
+            return
+        if self._thread is None:
+            self.start()
+        with self._idle:
+            self._pending += 1
+        try:
+            self._queue.put_nowait((request_id, served_version, columns, rows))
+        except queue.Full:
+            self.skipped += 1
+            self._done()
+
+    # -- the shadow thread ---------------------------------------------------------------------
+    def start(self) -> None:
+        with self._start_lock:
+            if self._thread is None and self.enabled:
+                self._thread = threading.Thread(target=self._run, name="shadow-scorer", daemon=True)
+                self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            try:
+                waiting = [self._queue.get(timeout=self.poll_seconds or 1.0)]
+            except queue.Empty:
+                waiting = []
+            if waiting and self._queue.qsize() < DRAIN:
+                time.sleep(GATHER_SECONDS)
+            while waiting and len(waiting) < DRAIN:  # what queued meanwhile goes in the same call
+                try:
+                    waiting.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            if time.monotonic() - self._refreshed >= self.poll_seconds:
+                self.refresh()
+            if waiting:
+                self._score(waiting)
+                for _ in waiting:
+                    self._done()
+
+    def _score(self, waiting: list[tuple]) -> None:
+        """The queued requests scored together (one model call, one log write)."""
+        model = self.model
+        waiting = [item for item in waiting if model is not None and item[1] != model.version]
+        if not waiting:
+            return  # no challenger, or it is the version that answered
+        names = self.schema.feature_names
+        try:
+            columns = {n: np.concatenate([item[2][n] for item in waiting]) for n in names}
+            rows = sum(item[3] for item in waiting)
+            proba, path = model.predict_proba(columns, rows)
+            values = {**{n: columns[n].tolist() for n in names},
+                      **{n: v.tolist() for n, v in model.outputs(proba).items()}}
+            logged, start = [], 0
+            for request_id, _, _, count in waiting:
+                logged.append((request_id, model.version, path,
+                               [{**{n: v[i] for n, v in values.items()}, "shadow": True}
+                                for i in range(start, start + count)]))
+                start += count
+            self.log.append_requests(logged)
+        except Exception as error:  # the challenger is under test: its faults are reported, not raised
+            self.failures += len(waiting)
+            self.last_error = f"{type(error).__name__}: {str(error)[:200]}"
+            log.warning("the challenger (version %s) failed on %d request(s): %s", model.version,
+                        len(waiting), type(error).__name__)
+            if self.metrics is not None:
+                self.metrics.shadow_failures.inc(len(waiting))
+            return
+        self.rows += rows
+        if self.metrics is not None:
+            self.metrics.shadow_rows.labels(model_version=model.version).inc(rows)
+
+    def _done(self) -> None:
+        with self._idle:
+            self._pending -= 1
+            self._idle.notify_all()
+
+    def refresh(self) -> None:
+        """Follow the `challenger` alias (None when there is none)."""
+        self._refreshed = time.monotonic()
+        try:
+            found = registry.challenger(self.name)
+            version = None if found is None else str(found.version)
+            if version is None:
+                self.model = None
+            elif self.model is None or self.model.version != version:
+                self.model = serving.load(self.name, version, self.schema, self.onnx_max_rows)
+                log.info("shadowing live traffic with %s version %s", self.name, version)
+        except Exception as error:  # keep the challenger we have; the served answers do not depend on it
+            self.last_error = f"could not load the challenger: {str(error)[:200]}"
+            log.warning("challenger refresh failed: %s", type(error).__name__)
+
+    def drain(self, timeout: float = 30.0) -> bool:
+        """Until every submitted request is shadowed (tests, and a clean shutdown)."""
+        with self._idle:
+            return self._idle.wait_for(lambda: self._pending == 0, timeout)
+
+    def status(self) -> dict:
+        model = self.model
+        return {"enabled": self.enabled, "challenger_version": model.version if model else None,
+                "rows_scored": self.rows, "failures": self.failures, "skipped": self.skipped,
+                "last_error": self.last_error}
