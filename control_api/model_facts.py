@@ -3,7 +3,10 @@ calibration fitted in its training, and its test figures."""
 
 from __future__ import annotations
 
+import json
+import tempfile
 import threading
+from pathlib import Path
 
 from ml import calibration, registry
 from monitoring.performance_estimation import METRICS
@@ -22,7 +25,7 @@ class ModelFacts:
     def calibration(self, version: str) -> dict | None:
         with self._lock:
             if version not in self._calibrations:  # a registry error propagates and is not kept
-                self._calibrations[version] = calibration.of_run(self._run_id(version))
+                self._calibrations[version] = _calibration_of_run(self._run_id(version))
             return self._calibrations[version]
 
     def at_training(self, version: str) -> dict[str, float | None]:
@@ -32,3 +35,15 @@ class ModelFacts:
                 metrics = registry.client().get_run(self._run_id(version)).data.metrics
                 self._figures[version] = {m: metrics.get(f"test_{m}") for m in METRICS}
             return self._figures[version]
+
+
+def _calibration_of_run(run_id: str) -> dict | None:
+    """The calibration a training run kept, or None (a run made before calibration was kept)."""
+    from mlflow.exceptions import MlflowException
+
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            path = registry.client().download_artifacts(run_id, calibration.ARTIFACT, tmp)
+        except (MlflowException, OSError):
+            return None
+        return json.loads(Path(path).read_text())

@@ -57,20 +57,3 @@ def apply(calibration: dict, proba: np.ndarray) -> np.ndarray:
     out = np.column_stack([_curve(proba[:, i], maps[c]) for i, c in enumerate(classes)])
     return out / out.sum(axis=1, keepdims=True)
 
-
-def of_run(run_id: str) -> dict | None:
-    """The calibration a training run kept, or None (a run made before calibration was kept)."""
-    import json
-    import tempfile
-    from pathlib import Path
-
-    from mlflow.exceptions import MlflowException
-
-    from ml import registry
-
-    with tempfile.TemporaryDirectory() as tmp:
-        try:
-            path = registry.client().download_artifacts(run_id, ARTIFACT, tmp)
-        except (MlflowException, OSError):
-            return None
-        return json.loads(Path(path).read_text())

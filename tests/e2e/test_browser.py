@@ -251,6 +251,14 @@ def test_the_waiting_challenger_shadows_live_traffic_and_compare_and_quality_fil
         return backend.get("/api/v1/models/compare").json()["compared_rows"] >= 150
 
     wait_until(shadowed_enough, 60, "the challenger has scored 150 live rows in the shadow")
+    counted = [None]
+
+    def settled() -> bool:  # the shadow threads have written what they gathered
+        now = backend.get("/api/v1/models/compare").json()["compared_rows"]
+        before, counted[0] = counted[0], now
+        return now == before
+
+    wait_until(settled, 30, "the shadow log has stopped growing", interval=0.3)
     items = [{"request_id": rid, "row": 0, "label": int(label)} for rid, label in sent]
     assert backend.post("/api/v1/feedback", json={"items": items}).status_code == 200
     body = backend.get("/api/v1/models/compare").json()
