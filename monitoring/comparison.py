@@ -18,6 +18,7 @@ from ml.schema import Schema
 KEY = ["request_id", "row"]
 SIGNIFICANCE = 0.05
 BOOTSTRAP_DRAWS = 1_000
+BLOCK_CELLS = 2_000_000  # row indices drawn at once
 MIN_ROWS_FOR_DRIFT = 5
 
 
@@ -91,18 +92,42 @@ def _feature_shift(pairs: pd.DataFrame, disagree: np.ndarray, schema: Schema) ->
     return sorted(found, key=lambda f: f["p_value"])
 
 
-def _scores(truth: np.ndarray, predicted: np.ndarray, schema: Schema) -> dict[str, float]:
-    from sklearn.metrics import f1_score
+def _scores(truth: np.ndarray, predicted: np.ndarray, schema: Schema,
+            draws: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Accuracy and F1 (binary: of the positive class; multi-class: macro) on the rows, or per
+    bootstrap draw (`draws`: draws × rows of row indices), vectorised."""
+    rows = np.arange(len(truth))[None, :] if draws is None else draws
+    right = (truth == predicted)[rows]
+    out = {"accuracy": right.mean(axis=1)}
+    classes = [str(schema.target.positive)] if schema.target.is_binary else \
+        [str(c) for c in schema.target.classes]
+    f1 = []
+    for klass in classes:
+        said, was = (predicted == klass)[rows], (truth == klass)[rows]
+        tp = (said & was).sum(axis=1)
+        wrong = said.sum(axis=1) + was.sum(axis=1) - 2 * tp  # false positives + false negatives
+        f1.append(np.where(2 * tp + wrong > 0, 2 * tp / np.maximum(2 * tp + wrong, 1), 0.0))
+    out["f1"] = np.mean(f1, axis=0)
+    return out
 
-    if schema.target.is_binary:
-        f1 = f1_score(truth, predicted, pos_label=str(schema.target.positive), zero_division=0)
-    else:
-        f1 = f1_score(truth, predicted, average="macro", zero_division=0)
-    return {"accuracy": float(np.mean(truth == predicted)), "f1": float(f1)}
 
-
-def _interval(draws: list[float]) -> list[float]:
+def _interval(draws: np.ndarray) -> list[float]:
     return [float(np.percentile(draws, 2.5)), float(np.percentile(draws, 97.5))]
+
+
+def _bootstrap(truth: np.ndarray, answers: dict[str, np.ndarray], schema: Schema,
+               rng: np.random.Generator) -> dict[str, dict[str, np.ndarray]]:
+    """Each side's figures on the same resampled rows, draw by draw (in blocks: memory stays at
+    about BLOCK_CELLS cells however many rows are labelled)."""
+    n = len(truth)
+    block = max(1, min(BOOTSTRAP_DRAWS, BLOCK_CELLS // n))
+    found: dict[str, list[dict]] = {side: [] for side in answers}
+    for start in range(0, BOOTSTRAP_DRAWS, block):
+        draws = rng.integers(0, n, (min(block, BOOTSTRAP_DRAWS - start), n))
+        for side, predicted in answers.items():
+            found[side].append(_scores(truth, predicted, schema, draws))
+    return {side: {m: np.concatenate([part[m] for part in parts]) for m in ("accuracy", "f1")}
+            for side, parts in found.items()}
 
 
 def labelled_quality(pairs: pd.DataFrame, labels: pd.DataFrame, schema: Schema, seed: int = 0) -> dict:
@@ -117,18 +142,13 @@ def labelled_quality(pairs: pd.DataFrame, labels: pd.DataFrame, schema: Schema, 
         return out
     truth = joined["true_label"].astype(str).to_numpy()
     answers = {side: joined[f"{side}_label"].astype(str).to_numpy() for side in ("champion", "challenger")}
-    rng = np.random.default_rng(seed)
-    draws = [rng.integers(0, n, n) for _ in range(BOOTSTRAP_DRAWS)]
+    resampled = _bootstrap(truth, answers, schema, np.random.default_rng(seed))
     for side, predicted in answers.items():
         scores = _scores(truth, predicted, schema)
-        resampled = [_scores(truth[d], predicted[d], schema) for d in draws]
-        out[side] = {metric: {"value": value, "ci95": _interval([r[metric] for r in resampled])}
+        out[side] = {metric: {"value": float(value[0]), "ci95": _interval(resampled[side][metric])}
                      for metric, value in scores.items()}
-    differences = {metric: _interval([
-        _scores(truth[d], answers["challenger"][d], schema)[metric]
-        - _scores(truth[d], answers["champion"][d], schema)[metric] for d in draws[:200]])
-        for metric in ("accuracy", "f1")}
-    out["difference_ci95"] = differences  # challenger minus champion
+    difference = {m: resampled["challenger"][m] - resampled["champion"][m] for m in ("accuracy", "f1")}
+    out["difference_ci95"] = {m: _interval(d) for m, d in difference.items()}  # challenger minus champion
     only_champion = int(np.sum((answers["champion"] == truth) & (answers["challenger"] != truth)))
     only_challenger = int(np.sum((answers["challenger"] == truth) & (answers["champion"] != truth)))
     discordant = only_champion + only_challenger

@@ -266,7 +266,7 @@ def test_the_waiting_challenger_shadows_live_traffic_and_compare_and_quality_fil
 
     sign_in_as(page, ENGINEER)
     go_to(page, "Compare")
-    expect(page.get_by_text(f"on {body['compared_rows']:,} labelled live rows")).to_be_visible()
+    expect(page.get_by_text(f"on {body['compared_rows']:,} labelled live rows")).to_be_visible(timeout=30_000)
     expect(metric_value(page, "Live rows compared")).to_have_text(f"{body['compared_rows']:,}")
     expect(page.get_by_role("heading", name="The evidence")).to_be_visible()
     assert page.get_by_role("button", name="Approve v2").count() == 0  # engineers do not approve
