@@ -15,9 +15,8 @@ from sklearn.datasets import load_wine
 from streamlit.testing.v1 import AppTest
 
 from ml import registry, tracking
-from tests.e2e.servers import add_user, console_env, console_page, sign_in
+from tests.e2e.servers import api_for_console, console_page
 from tests.helpers import TOKEN, Client, build_project, run_job_here
-from tests.live import Services
 
 pytestmark = pytest.mark.pipeline
 
@@ -176,17 +175,8 @@ def test_a_multiclass_answer_is_explained_towards_its_class_and_adds_up(wine, cl
 @pytest.fixture(scope="module")
 def console_session(wine):
     """The API under gunicorn on the wine project, and an operator's session token for the console."""
-    services = Services(wine.path, wine.state, {"OPCON_DRIFT_INTERVAL_MINUTES": "0"})
-    services.start_api()
-    try:
-        services.wait_ready()
-        with pytest.MonkeyPatch.context() as patch:
-            for name, value in console_env(services).items():
-                patch.setenv(name, value)
-            add_user(services, "olga", "operator")
-            yield sign_in(services, "olga")
-    finally:
-        services.stop()
+    with api_for_console(wine.path, wine.state, "olga", "operator") as services:
+        yield services.session_token
 
 
 def page_text(app: AppTest) -> str:

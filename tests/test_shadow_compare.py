@@ -11,9 +11,9 @@ import pytest
 from control_api import create_app
 from ml.generate import generate
 from monitoring.prediction_log import PredictionLog
-from tests.e2e.servers import add_user, console_env, console_page, sign_in
+from tests.e2e.servers import api_for_console, console_page
 from tests.helpers import TOKEN, Client, build_project
-from tests.live import Services, wait_until
+from tests.live import wait_until
 
 pytestmark = pytest.mark.pipeline
 SHALLOW = {"train": {"hyperparameters": {"random_forest": {"n_estimators": 3, "max_depth": 2}}}}
@@ -137,18 +137,8 @@ def test_shadowing_can_be_switched_off(project, traffic):
 @pytest.fixture(scope="module")
 def live(project, traffic):
     """The API under gunicorn on the same project (v1 champion, v2 challenger), and a session token."""
-    services = Services(project.path, project.state, {"OPCON_DRIFT_INTERVAL_MINUTES": "0"})
-    services.start_api()
-    try:
-        services.wait_ready()
-        with pytest.MonkeyPatch.context() as patch:
-            for name, value in console_env(services).items():
-                patch.setenv(name, value)
-            add_user(services, "ada", "admin")
-            services.session_token = sign_in(services, "ada")
-            yield services
-    finally:
-        services.stop()
+    with api_for_console(project.path, project.state, "ada", "admin") as services:
+        yield services
 
 
 def test_live_workers_shadow_every_request_and_compare_counts_them(project, live):

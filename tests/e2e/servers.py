@@ -16,6 +16,7 @@ import sys
 import threading
 from pathlib import Path
 
+import pytest
 import requests
 
 from ml.config import REPO_ROOT
@@ -115,6 +116,24 @@ class Console:
             except subprocess.TimeoutExpired:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()
+
+
+@contextlib.contextmanager
+def api_for_console(project: Path, state: Path, username: str, role: str):
+    """The API under gunicorn on a trained project (no job worker), the console's variables pointing
+    at it, and a person signed in: yields the Services, with `session_token`."""
+    services = Services(project, state, {"OPCON_DRIFT_INTERVAL_MINUTES": "0"})
+    services.start_api()
+    try:
+        services.wait_ready()
+        with pytest.MonkeyPatch.context() as patch:
+            for name, value in console_env(services).items():
+                patch.setenv(name, value)
+            add_user(services, username, role)
+            services.session_token = sign_in(services, username)
+            yield services
+    finally:
+        services.stop()
 
 
 def console_page(token: str, page: str):
