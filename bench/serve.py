@@ -13,8 +13,10 @@ champion of params.yaml):
    {"records": [record]}, signed three ways (the service token, an operator's personal API token,
    an operator's session), without shadowing, with `?explain=true` (SHAP), against the floor and
    MLflow's `POST /invocations` with {"dataframe_records": [record]};
-   the record is the schema's typical values (GET /api/v1/schema). p50, p99 and requests/s, the
-   medians of `--rounds` runs in alternating order;
+   the record is the schema's typical values (GET /api/v1/schema). p50, p99, requests/s and the
+   server's CPU per request (user + system of all its processes over the run, divided by the
+   requests answered: on a shared machine a steadier comparison than req/s), the medians of
+   `--rounds` runs in alternating order;
 3. batches (generated rows, a seed apart from the training data): `POST /api/v1/predict/batch`
    (CSV in, scored CSV out, logged as Parquet) end to end, against `predict_proba` of the same
    champion in process (mlflow.sklearn.load_model), and MLflow's /invocations with the 10k batch as
@@ -22,7 +24,8 @@ champion of params.yaml):
    and a 1,000,000-row labelled batch through `POST /api/v1/datasets` (validation only: no worker
    runs). Each with the peak resident memory the serving gunicorn worker grew by (VmHWM, reset
    before the request through /proc/<pid>/clear_refs);
-4. after the servers are stopped, where a request's time goes: cProfile over an in-process Flask
+4. after the servers are stopped, where a request's time goes (a plain prediction takes the fast
+   path, control_api/predict_fast_path.py): cProfile over an in-process Flask
    test-client loop of /api/v1/predict (create_app testing mode), per part of the request, and
    over one batch (its writer thread profiled too).
 
@@ -300,16 +303,36 @@ def parse_wrk(output: str) -> dict:
                                       map(int, sockets.groups()), strict=True)) if sockets else {}}
 
 
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds (user + system, every thread) of a process and all its descendants so far."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total, waiting = 0.0, [pid]
+    while waiting:
+        current = waiting.pop()
+        with contextlib.suppress(OSError):
+            stat = Path(f"/proc/{current}/stat").read_text()
+            fields = stat[stat.rindex(")") + 2:].split()
+            total += (int(fields[11]) + int(fields[12])) / ticks
+            for task in os.listdir(f"/proc/{current}/task"):
+                waiting += [int(c) for c in Path(f"/proc/{current}/task/{task}/children").read_text().split()]
+    return total
+
+
 def run_wrk(target: dict, threads: int, connections: int, seconds: float) -> dict:
     """wrk POSTing target["body"] (with target["auth"] as Authorization) to target["url"]."""
     env = {**os.environ, "WRK_BODY": target["body"], "WRK_AUTH": target["auth"] or ""}
     args = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds:g}s", "--latency",
             "-s", str(WRK_SCRIPT), target["url"]]
+    server = target.get("server")
+    before = tree_cpu_seconds(server.pid) if server else None
     done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=seconds + 60,
                           check=False)
     if done.returncode != 0:
         raise RuntimeError(f"wrk failed ({done.returncode}): {done.stderr or done.stdout}")
-    return parse_wrk(done.stdout)
+    figures = parse_wrk(done.stdout)
+    if server:  # what the server's processes spent per answered request: steadier than req/s
+        figures["cpu_ms"] = 1e3 * (tree_cpu_seconds(server.pid) - before) / max(figures["requests"], 1)
+    return figures
 
 
 def bench_single(targets: list[dict], seconds: float, warmup: float, rounds: int) -> list[dict]:
@@ -333,6 +356,7 @@ def bench_single(targets: list[dict], seconds: float, warmup: float, rounds: int
                          "rps_each": [r["rps"] for r in done],
                          **{key: statistics.median(r[key] for r in done)
                             for key in ("p50_ms", "p90_ms", "p99_ms", "rps")},
+                         "cpu_ms": statistics.median(r.get("cpu_ms", float("nan")) for r in done),
                          "requests": sum(r["requests"] for r in done),
                          "non_2xx": sum(r["non_2xx"] for r in done),
                          "socket_errors": {kind: sum(r["socket_errors"].get(kind, 0) for r in done)
@@ -493,29 +517,28 @@ def bench_batches_in_process(model_name: str, schema, frames: dict, repeats: int
 # (part of a request, [(file suffix, function)]): cumulative time of these functions per request.
 # Indented parts are inside the part above them; "other" lines are what the listed parts leave.
 PREDICT_PARTS = (
-    ("WSGI app (what gunicorn calls)", [("flask/app.py", "wsgi_app")]),
-    ("  auth: bearer token, permission, audit hooks", [("control_api/identity/routing.py", "authorise"),
-                                                     ("control_api/identity/routing.py", "audit_request")]),
-    ("  metrics: prometheus-flask-exporter hooks",
-     [("prometheus_flask_exporter/__init__.py", "before_request"),
-      ("prometheus_flask_exporter/__init__.py", "after_request"),
-      ("prometheus_flask_exporter/__init__.py", "teardown_request")]),
-    ("  validation: JSON parse + pydantic", [("flask_openapi3/request.py", "_validate_request")]),
-    ("    of which JSON parse (get_json)", [("werkzeug/wrappers/request.py", "get_json")]),
-    ("  view function predict()", [("control_api/routes/predict.py", "predict")]),
+    ("WSGI app (the fast path of POST /predict)", [("control_api/predict_fast_path.py", "__call__")]),
+    ("  body read and checked", [("control_api/predict_fast_path.py", "_body")]),
+    ("  auth: bearer token", [("control_api/identity/resolver.py", "resolve")]),
+    ("  JSON parse (orjson)", [("~", "<orjson.loads>")]),
+    ("  validation: the request model (pydantic)", [("pydantic/main.py", "model_validate")]),
+    ("  scoring (control_api.scoring)", [("control_api/scoring.py", "score_records")]),
     ("    model: ServedModel.predict_proba", [("control_api/serving.py", "predict_proba")]),
-    ("    outputs + prediction dicts", [("control_api/routes/predict.py", "_outputs"),
-                                         ("control_api/routes/predict.py", "_prediction_dicts")]),
+    ("    outputs + prediction dicts", [("control_api/serving.py", "outputs"),
+                                         ("control_api/scoring.py", "_prediction_dicts")]),
     ("    metrics: ours (observe)", [("monitoring/metrics.py", "observe")]),
     ("    prediction log append", [("monitoring/prediction_log.py", "append")]),
-    ("    JSON response (jsonify)", [("flask/json/__init__.py", "jsonify")]),
+    ("    shadow hand-over", [("control_api/shadow.py", "submit")]),
     ("    request id (uuid4)", [("uuid.py", "uuid4")]),
+    ("  metrics: HTTP requests", [("control_api/metrics.py", "observe")]),
+    ("  JSON response (orjson)", [("~", "<orjson.dumps>")]),
 )
 PREDICT_OTHER = {  # derived line: parent minus its listed children
-    "  other Flask/werkzeug (context, routing, response)": (
-        "WSGI app (what gunicorn calls)",
-        ("  auth: bearer token, permission, audit hooks", "  metrics: prometheus-flask-exporter hooks",
-         "  validation: JSON parse + pydantic", "  view function predict()")),
+    "  other (headers, start_response, settings binding)": (
+        "WSGI app (the fast path of POST /predict)",
+        ("  body read and checked", "  auth: bearer token", "  JSON parse (orjson)",
+         "  validation: the request model (pydantic)", "  scoring (control_api.scoring)",
+         "  metrics: HTTP requests", "  JSON response (orjson)")),
 }
 BATCH_PARTS = (  # the writer thread's parts run while the main thread scores the next chunk
     ("WSGI app, up to the answer", [("flask/app.py", "wsgi_app")]),
@@ -653,14 +676,16 @@ def profile_app(project: Path, state: Path, record: dict, calls: int, batch_csv:
 def print_single(rows: list[dict]) -> None:
     print("\n== single row, wrk (keep-alive from wrk; gunicorn sync closes each connection); "
           "medians over rounds ==")
-    header = ("path", "concurrency", "p50 ms", "p99 ms", "req/s", "errors", "req/s each round")
-    widths = (44, 11, 8, 8, 9, 8, 24)
+    header = ("path", "concurrency", "p50 ms", "p99 ms", "req/s", "CPU ms/req", "errors",
+              "req/s each round")
+    widths = (44, 11, 8, 8, 9, 10, 8, 24)
     print(" | ".join(h.ljust(w) if i == 0 else h.rjust(w)
                      for i, (h, w) in enumerate(zip(header, widths, strict=True))))
     for r in rows:
         errors = r["non_2xx"] + sum(r["socket_errors"].values())
         cells = (r["path"], str(r["concurrency"]), f"{r['p50_ms']:.2f}", f"{r['p99_ms']:.2f}",
-                 f"{r['rps']:,.0f}", str(errors), " ".join(f"{x:,.0f}" for x in r["rps_each"]))
+                 f"{r['rps']:,.0f}", f"{r['cpu_ms']:.3f}", str(errors),
+                 " ".join(f"{x:,.0f}" for x in r["rps_each"]))
         print(" | ".join(c.ljust(w) if i == 0 else c.rjust(w)
                          for i, (c, w) in enumerate(zip(cells, widths, strict=True))))
 
@@ -723,6 +748,12 @@ def goals(single: list[dict], batches: list[dict]) -> list[dict]:
         lines.append({"goal": "c=8 with the challenger shadowing loses <= 5 % of the req/s without it",
                       "value": f"{ours8['rps']:,.0f} vs {plain8['rps']:,.0f} req/s ({ratio - 1:+.1%})",
                       "pass": ratio >= 0.95})
+    if ours8 and plain8 and floor8:
+        lines.append({"goal": "server CPU per request at c=8 (ms): shadowing on / off / floor",
+                      "value": f"{ours8['cpu_ms']:.3f} / {plain8['cpu_ms']:.3f} / {floor8['cpu_ms']:.3f} "
+                               f"(shadowing {ours8['cpu_ms'] / plain8['cpu_ms'] - 1:+.1%}, "
+                               f"floor / ours {floor8['cpu_ms'] / ours8['cpu_ms']:.0%})",
+                      "pass": None})
     if ours8 and floor8:
         ratio = ours8["rps"] / floor8["rps"]
         lines.append({"goal": "c=8 with shadowing >= 80 % of the floor (Flask + ONNX only)",
@@ -845,6 +876,9 @@ def run(args, tmp: Path) -> dict:
             {"path": "mlflow POST /invocations", "url": f"{mlflow_url}/invocations",
              "body": mlflow_body, "auth": None},
         ]
+        by_url = {api_url: servers[0], mlflow_url: servers[1], plain_url: servers[2], floor_url: servers[3]}
+        for target in targets:
+            target["server"] = next(p for url, p in by_url.items() if target["url"].startswith(url + "/"))
         single = bench_single(targets, args.duration, args.warmup, args.rounds)
         http_batches, frames = bench_batches_http(api_url, mlflow_url, state, schema, servers[0],
                                                   sizes=args.batch_rows, repeats=args.repeats)

@@ -37,6 +37,7 @@ def create_app(config: dict | None = None):
     from control_api import settings as settings_module
     from control_api.errors import pydantic_details
     from control_api.identity import routing
+    from control_api.predict_fast_path import PredictFastPath
     from control_api.routes import (
         approvals,
         audit,
@@ -80,7 +81,8 @@ def create_app(config: dict | None = None):
     app.config.update(MAX_CONTENT_LENGTH=settings.max_upload_bytes, TESTING=settings.testing)
     app.extensions["opcon"] = services
     errors.register(app)
-    services.metrics = services.shadow.metrics = metrics.register(app, services)
+    services.metrics, http_metrics = metrics.register(app, services)
+    services.shadow.metrics = services.metrics
     blueprints = [module.blueprint(services) for module in (
         health, auth, users, tokens, audit, schema, predict, predictions, comparison, models, approvals,
         datasets, feedback, jobs, reports, emissions, quality)]
@@ -88,6 +90,9 @@ def create_app(config: dict | None = None):
         app.register_api(bp)
     routing.install(app, blueprints, services.resolver, services.audit)
     errors.refuse_bodies_that_are_not_json(app)  # after the credentials are checked
+    scoring_route = next(bp for bp in blueprints if bp.name == "predict")
+    app.wsgi_app = PredictFastPath(app.wsgi_app, services, scoring_route.request_model,
+                                   http_metrics, settings.max_upload_bytes)
 
     @app.get("/openapi.json", doc_ui=False)
     def openapi_json():

@@ -17,6 +17,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from control_api.jobs.kinds import KINDS, STARTABLE, STATUSES
+from control_api.parameters import Parameters
 from control_api.timestamps import IsoDatetime
 from ml.schema import Feature as FeatureOut  # the schema's own model describes a feature
 from monitoring.reports import ID_PATTERN
@@ -111,7 +112,7 @@ class PredictResponse(BaseModel):
                                                                "the answers (explain=true)")
 
 
-class PredictQuery(BaseModel):
+class PredictQuery(Parameters):
     model_config = ConfigDict(extra="forbid")
     explain: bool = Field(False, description="add each record's feature contributions (SHAP) towards "
                                              "the class it was given, from the serving model itself")
@@ -120,7 +121,7 @@ class PredictQuery(BaseModel):
 CSV_MEDIA_TYPE = "text/csv"
 
 
-class BatchForm(BaseModel):
+class BatchForm(Parameters):
     # a file part (`format: binary` is what makes it one for clients and for flask-openapi3) whose
     # content is CSV text in UTF-8: anything else is refused with 422
     model_config = ConfigDict(openapi_extra={"encoding": {"file": {
@@ -225,7 +226,7 @@ class JobPath(BaseModel):
     job_id: str = Field(min_length=1, max_length=64)
 
 
-class JobQuery(BaseModel):
+class JobQuery(Parameters):
     model_config = ConfigDict(extra="forbid")
     kind: ANY_JOB_KIND | None = None
     status: JOB_STATUSES | None = None
@@ -295,7 +296,7 @@ class FeedbackOut(BaseModel):
     accepted: int
 
 
-class PageQuery(BaseModel):
+class PageQuery(Parameters):
     model_config = ConfigDict(extra="forbid")
     limit: int = Field(20, ge=1, le=200)
     offset: int = Field(0, ge=0, le=MAX_INDEX)
@@ -373,7 +374,7 @@ class EmissionsOut(BaseModel):
     primary_metric: str
 
 
-class PredictionsQuery(BaseModel):
+class PredictionsQuery(Parameters):
     model_config = ConfigDict(extra="forbid")
     minutes: int = Field(60, ge=1, le=1440)
 
@@ -397,7 +398,7 @@ class PredictionsSummary(BaseModel):
     per_minute: list[MinuteCounts]
 
 
-class CompareQuery(BaseModel):
+class CompareQuery(Parameters):
     model_config = ConfigDict(extra="forbid")
     last: int = Field(5_000, ge=1, le=200_000, description="the newest N shadowed rows (without since)")
     since: IsoDatetime | None = Field(None, description="rows shadowed at or after this time (ISO 8601; "
@@ -428,7 +429,7 @@ class CompareOut(BaseModel):
     top_disagreements: list[dict]
 
 
-class QualityQuery(BaseModel):
+class QualityQuery(Parameters):
     model_config = ConfigDict(extra="forbid")
     window_minutes: int = Field(60, ge=1, le=10_080, description="length of each window")
     windows: int = Field(24, ge=1, le=500, description="how many windows, ending with the current one")

@@ -178,6 +178,14 @@ class Champion:
             raise APIError(503, self.last_error or "no champion model is loaded")
         return served
 
+    def ready(self) -> ServedModel | None:
+        """What get() returns when that needs no wait and no load; None when it would need either
+        (no model yet, or a switch that is due but still loading)."""
+        upcoming = self._next
+        if upcoming is not None and time.time() >= upcoming.at:
+            return self._take(upcoming) if upcoming.model is not None else None
+        return self._serving
+
     @property
     def current(self) -> ServedModel | None:
         """The model a request would be answered with now (None before the first load)."""

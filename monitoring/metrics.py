@@ -6,10 +6,12 @@ value file per worker, summed at scrape), a fresh one per app in tests.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
 
+SMALL = 64  # rows counted in Python
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
 
@@ -28,9 +30,15 @@ class ServiceMetrics:
                                     label=str(label)).inc(count)
 
 
-def _count(labels):
+def _count(labels) -> tuple[list, list]:
+    """Each label and how often it occurs: numpy for batches, plain Python for a few rows (np.unique
+    on text costs a single-row prediction more than the model call)."""
     import numpy as np
 
+    if len(labels) <= SMALL:
+        values = labels.tolist() if hasattr(labels, "tolist") else labels
+        counted = collections.Counter(map(str, values))
+        return list(counted), list(counted.values())
     return np.unique(np.asarray(labels, dtype=str), return_counts=True)
 
 

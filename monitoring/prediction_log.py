@@ -13,8 +13,8 @@ fsync, a machine crash can lose the rows of the last few seconds that the kernel
 
 Reads take only the columns asked for and skip files outside the window: a Parquet file's `ts`
 range is in its metadata; a segment's rows lie between the time in its name and its mtime.
-Which request ids it holds is in an index beside it (monitoring.request_index), written with
-each append, so a lookup by id reads none of the log.
+Which request ids it holds is in an index beside it (monitoring.request_index), which each append
+hands its request to (written in batches), so a lookup by id reads at most the newest rows.
 """
 
 from __future__ import annotations

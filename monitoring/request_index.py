@@ -1,15 +1,18 @@
 """Which request ids the prediction log holds, and how many rows each: a SQLite file in the log's
 directory, so that looking a request up costs the same however large the log grows.
 
-Every append records its request in the same call (PredictionLog), from as many processes as
-write the log (SQLite's lock; WAL, so readers never wait). A request's entry counts its rows, which
-the log numbers 0..n-1: (request_id, row) is logged exactly when row < n.
+An append hands its request to the index (PredictionLog); a thread of the process writes what was
+handed over in one transaction every FLUSH_SECONDS, from as many processes as write the log
+(SQLite's lock; WAL, so readers never wait): a transaction per prediction would cost more than the
+model, and a request would wait for the disk whenever SQLite checkpoints. A
+request's entry counts its rows, which the log numbers 0..n-1: (request_id, row) is logged exactly
+when row < n.
 
 What the index covers of each log file is kept too: so many bytes of a JSON-lines segment, all of
 a Parquet file. `refresh()` indexes whatever lies beyond: a missing index file is rebuilt from the
-whole log that way, and so is what an index write that failed (the log's row stayed written) or a
-process that died between the two left out. A failed write leaves a marker file: the next lookup
-that finds nothing refreshes first.
+whole log that way, and so is what is not written yet (handed to another process's index, lost
+with a process that died, or refused by a locked database). A lookup that does not find every id
+refreshes first, so a request is found the moment its rows are in the log.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ import logging
 import os
 import sqlite3
 import threading
+import time
+import weakref
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -43,18 +48,21 @@ UPSERT = ("INSERT INTO requests (request_id, rows) VALUES (?, ?) ON CONFLICT (re
           "DO UPDATE SET rows = max(rows, excluded.rows)")
 QUERY_CHUNK = 500  # ids per SELECT ... IN (...)
 BUSY_TIMEOUT_S = 5.0
+FLUSH_SECONDS = 0.5  # how often the process's thread writes what was handed over
+FLUSH_ENTRIES = 20_000  # more waiting than this (the thread is behind): the append writes them
 
 
 class RequestIndex:
     def __init__(self, directory: Path):
         self.directory = Path(directory)
         self.path = self.directory / INDEX_NAME
-        self._behind = self.directory / f"{INDEX_NAME}.behind"
         self._build_lock = FileLock(self.directory / f"{INDEX_NAME}.lock")
         self._lock = threading.Lock()
         self._connection: sqlite3.Connection | None = None
         self._opened: tuple[int, int] | None = None  # (pid, inode) of the open connection
         self._built = False
+        self._pending: list[tuple[str, int, str, int, int]] = []  # handed over, not written yet
+        self._pending_pid = os.getpid()
 
     # -- the connection ----------------------------------------------------------------------------
     def _connect(self) -> sqlite3.Connection:
@@ -85,16 +93,36 @@ class RequestIndex:
 
     # -- writing -----------------------------------------------------------------------------------
     def record_segment(self, request_id: str, rows: int, segment: Path, start: int, end: int) -> None:
-        """A request whose rows are bytes [start, end) of a JSON-lines segment."""
+        """A request whose rows are bytes [start, end) of a JSON-lines segment, handed over in the
+        order of its bytes; written with the others waiting at most FLUSH_SECONDS later."""
+        with self._lock:
+            if self._pending_pid != os.getpid():  # a forked process writes only its own
+                self._pending, self._pending_pid = [], os.getpid()
+            first = not self._pending
+            self._pending.append((request_id, rows, segment.stem, start, end))
+            behind = len(self._pending) >= FLUSH_ENTRIES
+        if first:
+            _WRITER.watch(self)
+        if behind:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write the entries handed over so far, in one transaction."""
+        with self._lock:
+            waiting, self._pending = self._pending, []
+        if not waiting:
+            return
         try:
             with self._transaction() as connection:
-                connection.execute(UPSERT, (request_id, rows))
-                connection.execute("INSERT OR IGNORE INTO covered (file) VALUES (?)", (segment.stem,))
+                connection.executemany(UPSERT, [(request_id, rows) for request_id, rows, *_ in waiting])
+                connection.executemany("INSERT OR IGNORE INTO covered (file) VALUES (?)",
+                                       [(stem,) for stem in dict.fromkeys(e[2] for e in waiting)])
                 # only contiguous coverage moves the mark: a gap stays for refresh() to fill
-                connection.execute("UPDATE covered SET bytes = ? WHERE file = ? AND bytes = ?",
-                                   (end, segment.stem, start))
+                connection.executemany("UPDATE covered SET bytes = ? WHERE file = ? AND bytes = ?",
+                                       _runs(waiting))
         except sqlite3.Error as error:
-            self._fell_behind(error)
+            log.warning("prediction log index not updated (%s); lookups read the log's rows instead",
+                        type(error).__name__)
 
     def record_file(self, request_id: str, rows: int, path: Path) -> None:
         """A request that is the whole of a Parquet file."""
@@ -104,21 +132,17 @@ class RequestIndex:
                 connection.execute("INSERT INTO covered (file, complete) VALUES (?, 1) ON CONFLICT (file) "
                                    "DO UPDATE SET complete = 1", (path.stem,))
         except sqlite3.Error as error:
-            self._fell_behind(error)
-
-    def _fell_behind(self, error: Exception) -> None:
-        log.warning("prediction log index not updated (%s); the next lookup that misses catches up",
-                    type(error).__name__)
-        with contextlib.suppress(OSError):
-            self._behind.touch()
+            log.warning("prediction log index not updated (%s); lookups read the log's rows instead",
+                        type(error).__name__)
 
     # -- reading -----------------------------------------------------------------------------------
     def rows(self, request_ids: Iterable[str]) -> dict[str, int]:
         """{request id: its number of logged rows} for the ids the log holds."""
         wanted = list(dict.fromkeys(request_ids))
         self._ensure_built()
+        self.flush()
         found = self._query(wanted)
-        if len(found) < len(wanted) and self._behind.exists():
+        if len(found) < len(wanted):
             self.refresh()
             found = self._query(wanted)
         return found
@@ -154,7 +178,6 @@ class RequestIndex:
     # -- catching up with the log ------------------------------------------------------------------
     def refresh(self) -> int:
         """Index whatever part of the log the index does not cover; returns the rows read."""
-        self._behind.unlink(missing_ok=True)  # first: a write failing meanwhile marks it again
         with self._lock:
             covered = {file: (done, complete) for file, done, complete in
                        self._connect().execute("SELECT file, bytes, complete FROM covered")}
@@ -209,6 +232,44 @@ class RequestIndex:
             connection.execute(mark, arguments)
 
 
+def _runs(entries: list[tuple[str, int, str, int, int]]) -> list[tuple[int, str, int]]:
+    """(end, file, start) of each run of entries whose bytes follow each other in one file."""
+    runs: list[list] = []
+    for _, _, stem, start, end in entries:
+        if runs and runs[-1][1] == stem and runs[-1][0] == start:
+            runs[-1][0] = end
+        else:
+            runs.append([end, stem, start])
+    return [tuple(run) for run in runs]
+
+
+class _Writer:
+    """The one thread of a process that writes every index's waiting entries (started by the
+    first append of the process: a forked worker starts its own)."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._indexes: weakref.WeakSet = weakref.WeakSet()
+        self._pid: int | None = None
+
+    def watch(self, index: RequestIndex) -> None:
+        with self._lock:
+            if self._pid != os.getpid():
+                self._pid, self._indexes = os.getpid(), weakref.WeakSet()
+                threading.Thread(target=self._run, name="request-index-writer", daemon=True).start()
+            self._indexes.add(index)
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(FLUSH_SECONDS)
+            with self._lock:
+                indexes = list(self._indexes)
+                self._indexes.clear()  # an index with nothing waiting is watched again when it has
+            for index in indexes:
+                index.flush()
+
+
+_WRITER = _Writer()
 _REQUEST_COLUMNS = pa.schema([("request_id", pa.string()), ("row", pa.int64())])
 
 

@@ -155,7 +155,7 @@ def test_requests_appended_by_two_processes_at_once_are_found_by_id(log):
     assert log.logged_rows(["no-such-request", "other"]) == {}
     some = next(iter(logged))
     assert log.logged_rows([some, "no-such-request", some]) == {some: logged[some]}
-    assert log.index.refresh() == 0  # every append covered its own rows: nothing was left to read
+    assert log.index.refresh() == 0  # the index covers the whole log now: nothing left to read
     frame = log.read(["request_id", "row"])
     assert frame.groupby("request_id")["row"].max().add(1).to_dict() == logged  # what the log holds
 
@@ -173,16 +173,56 @@ def test_a_missing_index_is_rebuilt_from_the_log(log):
     assert fresh.logged_rows(["after"]) == {"after": 2}
 
 
-def test_rows_a_dead_process_did_not_index_are_found_after_compaction(log):
+def test_rows_a_dead_process_did_not_index_are_found_by_the_next_lookup(log):
     log.append("seen", "1", "onnx", rows(1))
     assert log.logged_rows(["seen"]) == {"seen": 1}  # the index is built and in use
-    # what a writer that died between its rows and their index entry leaves (a pid no process has)
+    # what a writer that died before its index entries were written leaves (a pid no process has)
     stranger = log.directory / f"rows-{log_files.host_name()}-999999999-1.jsonl"
     stranger.write_bytes(b"".join(orjson.dumps({"request_id": "lost", "row": i, "ts": time.time(),
                                                 "x": 1.0}) + b"\n" for i in range(4)))
-    assert log.logged_rows(["lost"]) == {}  # a lookup alone reads no log file
-    assert log.compact() == 1  # the worker's periodic task: converts the dead writer's segment...
-    assert log.logged_rows(["lost", "seen"]) == {"lost": 4, "seen": 1}  # ...and indexes what it missed
+    assert log.logged_rows(["lost", "seen"]) == {"lost": 4, "seen": 1}  # the miss read the segment
+    assert log.index.refresh() == 0  # and the index now covers it: nothing left to read
+    assert log.compact() == 1  # the worker's periodic task converts the dead writer's segment...
+    assert log.logged_rows(["lost", "seen"]) == {"lost": 4, "seen": 1}  # ...found all the same
+
+
+def _written(directory) -> set[str]:
+    indexed = sqlite3.connect(directory / "requests.sqlite")
+    try:
+        return {request_id for (request_id,) in indexed.execute("SELECT request_id FROM requests")}
+    finally:
+        indexed.close()
+
+
+def test_the_process_thread_writes_what_appends_handed_over(log):
+    log.append("first", "1", "onnx", rows(2))
+    log.logged_rows(["first"])  # the index is built and in use
+    log.append("handed-over", "1", "onnx", rows(3))
+    deadline = time.monotonic() + 30
+    while "handed-over" not in _written(log.directory):  # no lookup: the writer thread's doing
+        assert time.monotonic() < deadline, "the index writer did not write the entry"
+        time.sleep(0.05)
+    assert log.index.refresh() == 0  # its coverage mark moved with it: nothing left to read
+
+
+def test_appends_are_indexed_in_one_transaction_later_and_found_at_once(log, monkeypatch):
+    monkeypatch.setattr(request_index._WRITER, "watch", lambda index: None)  # no writer thread
+    log.append("first", "1", "onnx", rows(2))
+    log.logged_rows(["first"])  # the index is built and in use
+    log.append("waiting", "1", "onnx", rows(3))
+    indexed = sqlite3.connect(log.directory / "requests.sqlite")
+    try:
+        def written() -> set:
+            return {r for (r,) in indexed.execute("SELECT request_id FROM requests")}
+
+        assert "waiting" not in written()  # handed over, not written: no transaction per prediction
+        assert log.logged_rows(["waiting"]) == {"waiting": 3}  # this process's lookup writes it first
+        assert "waiting" in written()
+        other = PredictionLog(log.directory)  # another process's view: it never saw the hand-over
+        log.append("unwritten", "1", "onnx", rows(4))
+        assert other.logged_rows(["unwritten"]) == {"unwritten": 4}  # its miss read the segment
+    finally:
+        indexed.close()
 
 
 def test_an_index_write_that_fails_is_caught_up_by_the_next_lookup(log, monkeypatch):
@@ -194,10 +234,9 @@ def test_an_index_write_that_fails_is_caught_up_by_the_next_lookup(log, monkeypa
     holder.execute("BEGIN IMMEDIATE")  # another process holds the write lock
     try:
         blocked.append("while-locked", "1", "onnx", rows(3))
+        blocked.index.flush()  # refused by the lock: the entry is dropped, the rows stay logged
     finally:
         holder.execute("ROLLBACK")
         holder.close()
     assert log.read()["request_id"].tolist().count("while-locked") == 3  # the rows were logged
-    assert (log.directory / "requests.sqlite.behind").exists()
     assert log.logged_rows(["while-locked", "before"]) == {"while-locked": 3, "before": 2}
-    assert not (log.directory / "requests.sqlite.behind").exists()

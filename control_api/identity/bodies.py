@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from control_api.identity.passwords import MAX_LENGTH, MIN_LENGTH
 from control_api.identity.permissions import Role
+from control_api.parameters import Parameters
 from control_api.timestamps import IsoDatetime
 
 USERNAME = r"^[a-z][a-z0-9._-]{1,63}$"
@@ -114,7 +115,8 @@ class TokenCreate(_Strict):
     expires_days: int = Field(90, ge=1, le=365, strict=True)
 
 
-class TokenQuery(_Strict):
+class TokenQuery(Parameters):
+    model_config = ConfigDict(extra="forbid")
     owner: str | None = Field(None, max_length=64)
 
 
@@ -128,7 +130,8 @@ def _utc(value: datetime | None) -> datetime | None:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-class AuditQuery(_Strict):
+class AuditQuery(Parameters):
+    model_config = ConfigDict(extra="forbid")
     actor: str | None = Field(None, max_length=64)
     action: str | None = Field(None, max_length=64)
     target: str | None = Field(None, max_length=256, description="events whose target contains this")

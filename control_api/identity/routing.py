@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import re
+import typing
 import uuid
 
 import sqlalchemy as sa
@@ -26,6 +27,7 @@ from control_api.errors import APIError
 from control_api.identity import permissions
 from control_api.identity.store import Identity
 from control_api.models import ErrorBody
+from control_api.parameters import Parameters
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +60,7 @@ class SecuredBlueprint(APIBlueprint):
 
         def decorator(func):
             register(rule, openapi_extensions=extensions, **options)(func)
+            _parameters_are_cached(rule, func)
             self.rules[f"{self.name}.{func.__name__}"] = RouteRule(permission, audited)
             return func
 
@@ -74,6 +77,16 @@ class SecuredBlueprint(APIBlueprint):
 
     def delete(self, rule: str, *, permission: str, audited: bool = True, **options):
         return self._secured(super().delete, rule, permission, audited, options)
+
+
+def _parameters_are_cached(rule: str, func) -> None:
+    """A route's query, form and header models are Parameters (their JSON schema is read per request)."""
+    hints = typing.get_type_hints(func)
+    for part in ("query", "form", "header"):
+        model = hints.get(part)
+        if model is not None and not issubclass(model, Parameters):
+            raise TypeError(f"{rule}: the {part} model {model.__name__} must derive from "
+                            "control_api.parameters.Parameters")
 
 
 def outcome(status: int) -> str:

@@ -16,6 +16,7 @@ from control_api import champion_history
 from control_api.errors import APIError
 from control_api.identity.routing import SecuredBlueprint
 from control_api.models import ErrorBody, PromoteOut, VersionPath
+from control_api.parameters import Parameters
 from ml import registry
 from ml.errors import RegistryError
 
@@ -38,7 +39,7 @@ class ApprovalList(BaseModel):
     items: list[ApprovalOut]
 
 
-class ApprovalQuery(BaseModel):
+class ApprovalQuery(Parameters):
     model_config = ConfigDict(extra="forbid")
     status: str | None = Field(None, pattern="^(pending|approved|rejected)$")
 

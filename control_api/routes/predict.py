@@ -2,19 +2,18 @@
 # (no `from __future__ import annotations`: flask-openapi3 reads the body model, made per schema, at runtime)
 
 
-import time
-import uuid
-
 import numpy as np
 from flask import Response, jsonify, request
 from flask_openapi3 import Tag
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 from werkzeug.wsgi import wrap_file
 
 from control_api import batch_scoring
 from control_api.errors import invalid
 from control_api.identity.routing import SecuredBlueprint
 from control_api.models import BatchForm, ErrorBody, PredictQuery, PredictResponse
+from control_api.parameters import Parameters
+from control_api.scoring import score_records
 from control_api.validation import predict_request_model
 from ml.splits import read_split
 
@@ -22,27 +21,7 @@ TAG = Tag(name="predict", description="Predictions from the champion model")
 SEND_BYTES = 1 << 20
 
 
-def _prediction_dicts(served, outputs: dict[str, np.ndarray]) -> list[dict]:
-    labels = outputs["label"].tolist()
-    texts = outputs["label_text"].tolist()
-    if served.positive_index is not None:
-        return [{"label": label, "label_text": text, "probability": p, "threshold": served.threshold}
-                for label, text, p in zip(labels, texts, outputs["probability"].tolist(), strict=True)]
-    per_class = {str(c): outputs[f"probability_{c}"].tolist() for c in served.classes}
-    return [{"label": label, "label_text": text,
-             "probabilities": {c: values[i] for c, values in per_class.items()}}
-            for i, (label, text) in enumerate(zip(labels, texts, strict=True))]
-
-
-def _logged_rows(records, outputs: dict[str, np.ndarray]) -> list[dict]:
-    """Each record's features and outputs, in the columns a batch logs (`label`, `label_text`,
-    `probability` or one `probability_<class>` per class): one layout for every reader of the log."""
-    columns = {name: values.tolist() for name, values in outputs.items()}
-    return [{**record.__dict__, **{name: values[i] for name, values in columns.items()}}
-            for i, record in enumerate(records)]
-
-
-class BatchQuery(BaseModel):
+class BatchQuery(Parameters):
     model_config = ConfigDict(extra="forbid")
     raw: bool = Field(False, description="CSV cells exactly as they are: no `'` in front of cells "
                                          "that start like a spreadsheet formula (for programs, "
@@ -57,7 +36,7 @@ def blueprint(services) -> SecuredBlueprint:
                       abp_responses={401: ErrorBody, 422: ErrorBody, 503: ErrorBody})
     schema, settings, log = services.params.schema, services.settings, services.predictions
     names = schema.feature_names
-    request_model = predict_request_model(schema, settings.max_records)
+    request_model = bp.request_model = predict_request_model(schema, settings.max_records)
 
     @bp.post("/predict", permission="predict", audited=False, responses={200: PredictResponse})
     def predict(body: request_model, query: PredictQuery):
@@ -65,20 +44,11 @@ def blueprint(services) -> SecuredBlueprint:
         contributions towards the class it was given (SHAP, from the serving version's own model;
         they add up to its output for that class) and the five strongest in words."""
         served = services.champion.get()  # one model for the whole request
-        records = body.records
-        columns = {name: np.array([getattr(r, name) for r in records]) for name in names}
-        started = time.perf_counter()
-        proba, path = served.predict_proba(columns, len(records))
-        outputs = served.outputs(proba)
-        services.metrics.observe(served.version, path, outputs["label"], time.perf_counter() - started)
-        predictions = _prediction_dicts(served, outputs)
-        request_id = str(uuid.uuid4())
-        log.append(request_id, served.version, path, _logged_rows(records, outputs))
-        services.shadow.submit(request_id, served.version, columns, len(records))
-        answer = {"model": {"name": served.name, "version": served.version, "alias": "champion"},
-                  "request_id": request_id, "served_by": path, "predictions": predictions}
+        scored = score_records(services, served, body.records)
+        answer = scored.answer
         if query.explain:
-            answer["explained_by"] = explain(served, columns, outputs, predictions)
+            answer["explained_by"] = explain(served, scored.columns, scored.outputs,
+                                             answer["predictions"])
         return jsonify(answer)
 
     def explain(served, columns: dict, outputs: dict, predictions: list[dict]) -> dict:
