@@ -91,8 +91,8 @@ def create_app(config: dict | None = None):
     routing.install(app, blueprints, services.resolver, services.audit)
     errors.refuse_bodies_that_are_not_json(app)  # after the credentials are checked
     scoring_route = next(bp for bp in blueprints if bp.name == "predict")
-    app.wsgi_app = PredictFastPath(app.wsgi_app, services, scoring_route.request_model,
-                                   http_metrics, settings.max_upload_bytes)
+    app.wsgi_app = PredictFastPath(app.wsgi_app, services, scoring_route, http_metrics,
+                                   settings.max_upload_bytes)
 
     @app.get("/openapi.json", doc_ui=False)
     def openapi_json():

@@ -19,7 +19,6 @@ import time
 import uuid
 
 import orjson
-from pydantic import ValidationError
 
 from control_api.identity import permissions
 from control_api.identity.routing import PREFIX, REQUEST_ID
@@ -29,12 +28,13 @@ from ml import config as ml_config
 log = logging.getLogger(__name__)
 
 PATH = f"{PREFIX}/predict"
-PERMISSION = "predict"  # the route's own (routes/predict.py declares it)
 
 
 class PredictFastPath:
-    def __init__(self, app, services, request_model, http_metrics, max_bytes: int):
-        self.app, self.services, self.request_model = app, services, request_model
+    def __init__(self, app, services, route, http_metrics, max_bytes: int):
+        """`route`: the predict blueprint, whose request model and permission are the rule."""
+        self.app, self.services, self.request_model = app, services, route.request_model
+        self.permission = route.rules["predict.predict"].permission
         self.http, self.max_bytes = http_metrics, max_bytes
 
     def __call__(self, environ, start_response):
@@ -78,16 +78,14 @@ class PredictFastPath:
             return None
         try:
             identity = self.services.resolver.resolve(token.strip())
-            if identity is None or not permissions.allows(identity.role, PERMISSION):
+            if identity is None or not permissions.allows(identity.role, self.permission):
                 return None
             body = orjson.loads(data)
             if not isinstance(body, dict):
                 return None
             records = self.request_model.model_validate(body).records
-        except (ValidationError, orjson.JSONDecodeError):
+        except Exception:  # bad JSON, a record refused, the database behind the credentials down:
             return None  # the app answers with the error the spec gives
-        except Exception:  # the database behind the credentials, say: the app answers (a 503)
-            return None
         served = self.services.champion.ready()  # the route waits for a model still loading
         if served is None:
             return None
