@@ -7,6 +7,7 @@ workers of a deployment switch at one recorded instant (see Champion).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import tempfile
@@ -24,6 +25,8 @@ from ml import registry
 from ml.schema import Schema
 
 log = logging.getLogger(__name__)
+
+MOVES_READ_SECONDS = 0.5  # how often a worker loading a new version reads the recorded moves
 
 
 @dataclasses.dataclass
@@ -142,8 +145,9 @@ class Champion:
     at one instant, recorded in its table `model_switches`: the first worker to have loaded the new
     version records the move `lead_seconds` ahead, the others load it meanwhile, and each request
     picks its version by the clock (no I/O). So once a response has named the new version, no later
-    request gets the version it replaced. A worker that has not loaded it in time makes the requests
-    due to get it wait (`wait_seconds` at most, then 503) rather than answer with the old one.
+    request gets the version it replaced. A worker that has not loaded it in time (it reads the moves
+    while it loads) makes the requests due to get it wait (`wait_seconds` at most, then 503) rather
+    than answer with the old one.
     Without the database a worker switches as soon as it has loaded the new version.
     """
 
@@ -231,17 +235,54 @@ class Champion:
         except sa.exc.SQLAlchemyError as error:
             return self._without_moves(alias, error)
         self._moves_unreadable = False
-        preloaded = None
+        preloaded, adopted = None, False
         if move is None or (alias != move.to_version and not move.pending(time.time())):
             # a move no worker has recorded yet (one made while another is pending waits for it):
             # load the new version while the current one serves, then record the switch
-            preloaded = self._load(alias)
-            deployed = move.to_version if move else None
-            lead = self.lead_seconds if deployed is not None else 0.0
-            move = self.moves.record(move, deployed, alias, time.time() + lead)
-            log.info("%s: version %s follows %s; every worker serves it in %.1f s", self.name,
-                     move.to_version, move.from_version, move.switch_at - time.time())
-        return self._apply(move, preloaded)
+            seen = move
+            preloaded, move = self._load_watching_moves(alias, move)
+            adopted = move != seen and move.to_version == alias  # recorded by another meanwhile
+            if move == seen:
+                deployed = move.to_version if move else None
+                lead = self.lead_seconds if deployed is not None else 0.0
+                move = self.moves.record(move, deployed, alias, time.time() + lead)
+                log.info("%s: version %s follows %s; every worker serves it in %.1f s", self.name,
+                         move.to_version, move.from_version, move.switch_at - time.time())
+        return self._apply(move, preloaded) or adopted
+
+    def _load_watching_moves(self, version: str, seen: Move | None) -> tuple[ServedModel, Move | None]:
+        """Load `version`, reading the recorded moves meanwhile: a load can outlast the lead of the
+        move another worker records for it, so as soon as that move is read, the requests due to
+        get `version` wait for this load instead of getting the version it replaces."""
+        loading = Switch(version, float("inf"))
+        loader = threading.Thread(target=self._load_into, args=(loading,), daemon=True,
+                                  name="champion-loader")
+        loader.start()
+        latest = seen
+        while not loading.settled.wait(MOVES_READ_SECONDS):
+            with contextlib.suppress(sa.exc.SQLAlchemyError):  # read again at the next turn
+                latest = self.moves.latest()
+            if latest != seen and latest.to_version == version:
+                self._publish(loading, latest.switch_at)
+                break
+        loading.settled.wait()
+        if loading.model is None:
+            raise RuntimeError(loading.error)
+        return loading.model, latest
+
+    def _publish(self, loading: Switch, at: float) -> None:
+        """Requests from `at` on get `loading`'s model (waiting for it while it loads)."""
+        upcoming = self._next
+        if upcoming is not None and upcoming.model is not None and time.time() >= upcoming.at:
+            self._take(upcoming)  # an earlier switch due: served until this one's instant
+        with self._swap_lock:
+            loading.at, self._next = at, loading
+
+    def _load_into(self, switch: Switch) -> None:
+        try:
+            switch.loaded(self._load(switch.version))
+        except Exception as error:
+            switch.failed(str(error) or type(error).__name__)
 
     def _apply(self, move: Move, preloaded: ServedModel | None) -> bool:
         now, changed = time.time(), False

@@ -324,6 +324,44 @@ def test_a_worker_started_while_a_switch_is_pending_serves_the_old_version_until
     engine.dispose()
 
 
+
+def test_a_worker_still_loading_the_new_version_at_its_instant_answers_with_no_older_one(live, tmp_path):
+    """Both workers load a newly promoted version; the second is slower than the move's lead. From
+    the instant the first serves it on, the second's requests wait for its load: none gets the old
+    version."""
+    params = live.project.params
+    name = f"{params.registry.model_name}-slow"  # not the model the live server follows
+    source = registry.client().get_model_version(params.registry.model_name, "1")
+    for _ in range(2):
+        registry.register(source.source, name, source.run_id, dict(source.tags))
+    registry.promote(name, "1")
+    engine = db.connect(f"sqlite:///{tmp_path / 'switches.db'}")
+    loads_version_2 = threading.Event()
+
+    class SlowToLoad(Champion):
+        def _load(self, version):
+            if version == "2":
+                assert loads_version_2.wait(120)
+            return super()._load(version)
+
+    first, slow = (kind(name, params.schema, 0, engine=engine, lead_seconds=3.0)
+                   for kind in (Champion, SlowToLoad))
+    assert first.get().version == slow.get().version == "1"
+    registry.promote(name, "2")
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        following = pool.submit(slow.refresh)  # loads version 2 until the event is set
+        assert first.refresh() is True  # loaded, and the move recorded 3 s ahead
+        wait_until(lambda: first.get().version == "2", 30, "the first worker serves version 2",
+                   interval=0.01)
+        assert slow.ready() is None  # due, still loading: the fast path leaves it to the route
+        answer = pool.submit(slow.get)  # the route's request waits for the load
+        assert concurrent.futures.wait([answer, following], timeout=1).done == set()  # both wait
+        loads_version_2.set()
+        assert answer.result(timeout=60).version == "2"
+        assert following.result(timeout=60) is True
+    assert slow.get().version == "2" and first.get().version == "2"
+    engine.dispose()
+
 # -- a stop (last: it leaves the server stopped) ---------------------------------------------------
 
 def test_a_stop_answers_every_request_already_sent(live):

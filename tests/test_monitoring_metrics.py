@@ -96,7 +96,8 @@ def test_prediction_counters_add_up_across_both_workers(live):
 def test_state_metrics_carry_their_labels(live):
     project = live.project
     job = live.post("/api/v1/jobs", json={"kind": "validate"}).json()
-    assert live.wait_job(job["id"], timeout=120)["status"] == "succeeded"
+    job = live.wait_job(job["id"], timeout=120)
+    assert job["status"] == "succeeded", (job, live.tail("worker.log"), live.tail("api.log"))
     live.post("/api/v1/predict", json={"records": [live.record] * 40})
     drift_job = live.post("/api/v1/jobs", json={"kind": "drift_report", "params": {"last_rows": 40}}).json()
     drift_job = live.wait_job(drift_job["id"], timeout=120)
@@ -130,6 +131,7 @@ def test_state_metrics_carry_their_labels(live):
 
 
 def test_every_worker_answers_the_same_state_and_the_names_alerts_use(live):
+    assert live.post("/api/v1/predict", json={"records": [live.record]}).status_code == 200
     response = live.get("/metrics")
     types = dict(line.split(" ")[2:4] for line in response.text.splitlines() if line.startswith("# TYPE"))
     assert types["opcon_jobs_total"] == "counter" and types["opcon_predictions_total"] == "counter"
