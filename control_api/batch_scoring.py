@@ -17,6 +17,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
@@ -39,6 +40,7 @@ class Scored:
     rows: int
     body: BinaryIO  # at its start
     size: int
+    logged: Path  # the batch's file in the prediction log
 
 
 def output_names(served, explain: int = 0) -> list[str]:
@@ -144,7 +146,7 @@ def score_upload(stream: BinaryIO, served, log, metrics, *, max_rows: int, onnx_
         metrics.observe(served.version, served_by, labels, model_seconds)
         size = body.tell()
         body.seek(0)
-        return Scored(request_id, served_by, rows, body, size)
+        return Scored(request_id, served_by, rows, body, size, logged.final)
     except csv_input.UnreadableCSVError as error:
         body.close()
         raise invalid([{"field": "file", "problem": str(error)}]) from None

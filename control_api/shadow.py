@@ -4,8 +4,11 @@
 A request only puts its feature columns on a queue (no I/O, no model call). One thread per worker
 takes what has queued, scores it with the challenger in one call, and appends the rows to the
 shadow log in one write: the prediction log's row layout plus `shadow: true`, no request index. A
-failure there is counted and kept for the status; it never reaches a request. Rows still queued
-when a worker dies are not shadowed (they were served and logged as usual).
+CSV batch puts the path of its logged Parquet file on the queue once it is answered; the thread
+reads the features back from it a block at a time and writes the challenger's rows as one Parquet
+file of the shadow log. A failure there is counted and kept for the status; it never reaches a
+request. What is still queued when a worker dies is not shadowed (it was served and logged as
+usual).
 """
 
 from __future__ import annotations
@@ -14,10 +17,13 @@ import logging
 import queue
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 
-from control_api import serving
+from control_api import batch_scoring, serving
 from ml import registry
 from ml.schema import Schema
 from monitoring.prediction_log import PredictionLog
@@ -49,6 +55,13 @@ class Shadow:
     # -- per request: one queue put ------------------------------------------------------------
     def submit(self, request_id: str, served_version: str, columns: dict[str, np.ndarray],
                rows: int) -> None:
+        self._put((request_id, served_version, columns, rows))
+
+    def submit_batch(self, request_id: str, served_version: str, logged: Path) -> None:
+        """A batch answered and logged in `logged` (its Parquet file in the prediction log)."""
+        self._put((request_id, served_version, logged, None))
+
+    def _put(self, item: tuple) -> None:
         if not self.enabled:
             return
         if self._thread is None:
@@ -56,7 +69,7 @@ class Shadow:
         with self._idle:
             self._pending += 1
         try:
-            self._queue.put_nowait((request_id, served_version, columns, rows))
+            self._queue.put_nowait(item)
         except queue.Full:
             self.skipped += 1
             self._done()
@@ -84,7 +97,11 @@ class Shadow:
             if time.monotonic() - self._refreshed >= self.poll_seconds:
                 self.refresh()
             if waiting:
-                self._score(waiting)
+                rows = [item for item in waiting if item[3] is not None]
+                if rows:
+                    self._score(rows)
+                for request_id, served_version, logged, _ in (i for i in waiting if i[3] is None):
+                    self._score_batch(request_id, served_version, logged)
                 for _ in waiting:
                     self._done()
 
@@ -109,13 +126,41 @@ class Shadow:
                 start += count
             self.log.append_requests(logged)
         except Exception as error:  # the challenger is under test: its faults are reported, not raised
-            self.failures += len(waiting)
-            self.last_error = f"{type(error).__name__}: {str(error)[:200]}"
-            log.warning("the challenger (version %s) failed on %d request(s): %s", model.version,
-                        len(waiting), type(error).__name__)
-            if self.metrics is not None:
-                self.metrics.shadow_failures.inc(len(waiting))
+            self._failed(model, len(waiting), error)
             return
+        self._scored(model, rows)
+
+    def _score_batch(self, request_id: str, served_version: str, logged: Path) -> None:
+        """A logged batch scored from its file, a block at a time, into one file of the shadow log
+        (rows numbered as in the served batch)."""
+        model = self.model
+        if model is None or model.version == served_version:
+            return
+        names = self.schema.feature_names
+        try:
+            with pq.ParquetFile(logged) as source, self.log.batch(request_id, model.version) as shadowed:
+                rows = source.metadata.num_rows  # chooses the model's path, as for the served batch
+                for block in source.iter_batches(batch_size=batch_scoring.CHUNK_ROWS, columns=names):
+                    columns = {n: block.column(n).to_numpy(zero_copy_only=False) for n in names}
+                    proba, path = model.predict_proba(columns, rows)
+                    result, _ = batch_scoring.outputs(model, proba)
+                    shadowed.write({**{n: block.column(n) for n in names}, **result,
+                                    "shadow": pa.repeat(pa.scalar(True), block.num_rows)}, path)
+                shadowed.commit()
+        except Exception as error:  # a fault of the challenger, or the batch's file gone meanwhile
+            self._failed(model, 1, error)
+            return
+        self._scored(model, rows)
+
+    def _failed(self, model: serving.ServedModel, requests: int, error: Exception) -> None:
+        self.failures += requests
+        self.last_error = f"{type(error).__name__}: {str(error)[:200]}"
+        log.warning("the challenger (version %s) failed on %d request(s): %s", model.version,
+                    requests, type(error).__name__)
+        if self.metrics is not None:
+            self.metrics.shadow_failures.inc(requests)
+
+    def _scored(self, model: serving.ServedModel, rows: int) -> None:
         self.rows += rows
         if self.metrics is not None:
             self.metrics.shadow_rows.labels(model_version=model.version).inc(rows)

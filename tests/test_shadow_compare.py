@@ -117,9 +117,12 @@ def test_a_failing_challenger_never_fails_a_request(project, traffic):
     record = generate(1, 5)[project.params.schema.feature_names].to_dict(orient="records")[0]
     answer = client.post("/api/v1/predict", json={"records": [record]})
     assert answer.status_code == 200 and answer.get_json()["model"]["version"] == "1"
+    batch = generate(5, 6)[project.params.schema.feature_names].to_csv(index=False).encode()
+    answer = client.post("/api/v1/predict/batch", data={"file": (io.BytesIO(batch), "batch.csv")})
+    assert answer.status_code == 200 and answer.headers["X-Model-Version"] == "1"
     assert shadow.drain()
-    assert shadow.status()["failures"] == 1 and "challenger is broken" in shadow.status()["last_error"]
-    assert "opcon_shadow_failures_total 1.0" in client.get("/metrics").get_data(as_text=True)
+    assert shadow.status()["failures"] == 2 and "challenger is broken" in shadow.status()["last_error"]
+    assert "opcon_shadow_failures_total 2.0" in client.get("/metrics").get_data(as_text=True)
 
 
 def test_shadowing_can_be_switched_off(project, traffic):
@@ -131,6 +134,29 @@ def test_shadowing_can_be_switched_off(project, traffic):
     assert len(client.app.extensions["opcon"].shadow.log.read(["request_id"])) == before
     assert client.get("/api/v1/models/compare").get_json()["shadow"]["enabled"] is False
 
+
+
+def test_a_csv_batch_is_shadowed_from_its_logged_file(project, traffic):
+    client = app_for(project)
+    services = client.app.extensions["opcon"]
+    names = project.params.schema.feature_names
+    frame = generate(30, 321, first_id=90_001)
+    compared = client.get("/api/v1/models/compare?last=100000").get_json()["compared_rows"]
+    upload = io.BytesIO(frame.to_csv(index=False).encode())
+    answer = client.post("/api/v1/predict/batch", data={"file": (upload, "batch.csv")})
+    assert answer.status_code == 200 and answer.headers["X-Model-Version"] == "1"
+    request_id = answer.headers["X-Request-Id"]
+    assert services.shadow.drain()
+    shadow = services.shadow.log.read(["request_id", "row", "model_version", "shadow", "probability", *names])
+    mine = shadow[shadow["request_id"] == request_id].sort_values("row")
+    assert mine["row"].tolist() == list(range(30)) and set(mine["model_version"]) == {"2"}
+    assert mine["shadow"].all()
+    pd.testing.assert_frame_equal(mine[names].reset_index(drop=True), frame[names], check_dtype=False)
+    challenger = services.shadow.model
+    proba, _ = challenger.predict_proba({n: frame[n].to_numpy() for n in names}, 30)
+    assert mine["probability"].to_numpy() == pytest.approx(proba[:, challenger.positive_index])
+    body = client.get("/api/v1/models/compare?last=100000").get_json()
+    assert body["compared_rows"] == compared + 30
 
 # -- live: gunicorn workers shadow in their own thread; the console's pages read the result ----------
 

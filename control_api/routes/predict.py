@@ -91,6 +91,7 @@ def blueprint(services) -> SecuredBlueprint:
                                             max_rows=settings.max_batch_rows,
                                             onnx_max_rows=settings.onnx_max_rows,
                                             as_json=as_json, raw=query.raw, explain=query.explain)
+        services.shadow.submit_batch(scored.request_id, served.version, scored.logged)
         headers = {"X-Request-Id": scored.request_id, "X-Model-Version": served.version,
                    "X-Served-By": scored.served_by, "Content-Length": str(scored.size)}
         if not as_json:
