@@ -164,11 +164,14 @@ class Champion:
         self._refresh_lock = threading.Lock()
         self._swap_lock = threading.Lock()
         self._moves_unreadable = False
+        self._moves_read_at = 0.0  # time.time() when the last read of the moves that answered began
+        self._catch_up_lock = threading.Lock()
         self._thread: threading.Thread | None = None
 
     # -- per request: no I/O ---------------------------------------------------------------------
     def get(self) -> ServedModel:
         """The model one request is answered with, from start to end."""
+        self._catch_up()
         upcoming = self._next
         if upcoming is not None and time.time() >= upcoming.at:
             return self._take(upcoming)
@@ -185,6 +188,7 @@ class Champion:
     def ready(self) -> ServedModel | None:
         """What get() returns when that needs no wait and no load; None when it would need either
         (no model yet, or a switch that is due but still loading)."""
+        self._catch_up()
         upcoming = self._next
         if upcoming is not None and time.time() >= upcoming.at:
             return self._take(upcoming) if upcoming.model is not None else None
@@ -197,6 +201,44 @@ class Champion:
         if upcoming is not None and upcoming.model is not None and time.time() >= upcoming.at:
             return upcoming.model
         return self._serving
+
+    def _catch_up(self) -> None:
+        """A move another worker records is due `lead_seconds` after it; a worker whose watcher has
+        not read the moves for half of that (blocked on the registry, or starved of CPU) may have
+        missed one, so the request reads them itself: one query, and only then."""
+        if self.moves is None or time.time() - self._moves_read_at < self.lead_seconds / 2:
+            return
+        with self._catch_up_lock:
+            if time.time() - self._moves_read_at < self.lead_seconds / 2:
+                return  # another request just read them
+            try:
+                move = self._read_moves()
+            except sa.exc.SQLAlchemyError:
+                self._moves_read_at = time.time()  # unreadable: the watcher says so; not per request
+                return
+            if move is None or (self._serving is None and self._next is None):
+                return  # nothing served yet: the first request loads what the moves say
+            upcoming, now = self._next, time.time()
+            if move.pending(now):
+                if upcoming is None or (upcoming.version, upcoming.at) != (move.to_version, move.switch_at):
+                    self._load_in_background(move.to_version, move.switch_at)
+            elif self._version_at(now) != move.to_version and not (
+                    upcoming is not None and upcoming.version == move.to_version and not upcoming.error):
+                log.warning("%s: version %s is due and this worker had not read its move: "
+                            "requests wait for its load", self.name, move.to_version)
+                self._load_in_background(move.to_version, move.switch_at)
+
+    def _load_in_background(self, version: str, at: float) -> None:
+        loading = Switch(version, float("inf"))
+        self._publish(loading, at)
+        threading.Thread(target=self._load_into, args=(loading,), daemon=True,
+                         name="champion-loader").start()
+
+    def _read_moves(self) -> Move | None:
+        asked = time.time()
+        move = self.moves.latest()
+        self._moves_read_at = asked
+        return move
 
     def _take(self, upcoming: Switch) -> ServedModel:
         if not upcoming.settled.wait(self.wait_seconds) or upcoming.model is None:
@@ -231,7 +273,7 @@ class Champion:
         if self.moves is None:
             return self._serve_at_once(alias)
         try:
-            move = self.moves.latest()
+            move = self._read_moves()
         except sa.exc.SQLAlchemyError as error:
             return self._without_moves(alias, error)
         self._moves_unreadable = False
@@ -261,7 +303,7 @@ class Champion:
         latest = seen
         while not loading.settled.wait(MOVES_READ_SECONDS):
             with contextlib.suppress(sa.exc.SQLAlchemyError):  # read again at the next turn
-                latest = self.moves.latest()
+                latest = self._read_moves()
             if latest != seen and latest.to_version == version:
                 self._publish(loading, latest.switch_at)
                 break

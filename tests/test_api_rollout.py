@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import bisect
 import concurrent.futures
+import contextlib
 import dataclasses
 import json
 import os
@@ -344,11 +345,12 @@ def test_a_worker_still_loading_the_new_version_at_its_instant_answers_with_no_o
                 assert loads_version_2.wait(120)
             return super()._load(version)
 
-    first, slow = (kind(name, params.schema, 0, engine=engine, lead_seconds=3.0)
+    first, slow = (kind(name, params.schema, 0, engine=engine, lead_seconds=3.0, wait_seconds=90)
                    for kind in (Champion, SlowToLoad))
     assert first.get().version == slow.get().version == "1"
     registry.promote(name, "2")
-    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+    with concurrent.futures.ThreadPoolExecutor(2) as pool, contextlib.ExitStack() as cleanup:
+        cleanup.callback(loads_version_2.set)  # a failed assertion does not leave the load waiting
         following = pool.submit(slow.refresh)  # loads version 2 until the event is set
         assert first.refresh() is True  # loaded, and the move recorded 3 s ahead
         wait_until(lambda: first.get().version == "2", 30, "the first worker serves version 2",
@@ -360,6 +362,26 @@ def test_a_worker_still_loading_the_new_version_at_its_instant_answers_with_no_o
         assert answer.result(timeout=60).version == "2"
         assert following.result(timeout=60) is True
     assert slow.get().version == "2" and first.get().version == "2"
+    engine.dispose()
+
+
+def test_a_worker_whose_watcher_missed_the_move_reads_it_in_the_request(live, tmp_path):
+    """The second worker never refreshes (its watcher blocked, say): once the first serves the new
+    version, the second's next request reads the recorded move itself and waits for that version."""
+    params = live.project.params
+    name = f"{params.registry.model_name}-missed"  # not the model the live server follows
+    source = registry.client().get_model_version(params.registry.model_name, "1")
+    for _ in range(2):
+        registry.register(source.source, name, source.run_id, dict(source.tags))
+    registry.promote(name, "1")
+    engine = db.connect(f"sqlite:///{tmp_path / 'switches.db'}")
+    first, missing = (Champion(name, params.schema, 0, engine=engine, lead_seconds=2.0, wait_seconds=90)
+                      for _ in range(2))
+    assert first.get().version == missing.get().version == "1"
+    registry.promote(name, "2")
+    assert first.refresh() is True  # loaded, and the move recorded 2 s ahead
+    wait_until(lambda: first.get().version == "2", 30, "the first worker serves version 2", interval=0.01)
+    assert missing.get().version == "2"  # never refreshed: the request read the move and waited
     engine.dispose()
 
 # -- a stop (last: it leaves the server stopped) ---------------------------------------------------

@@ -172,7 +172,8 @@ def test_a_switch_still_loading_leaves_the_request_to_the_route(app, client, rec
     serving = champion.ready()
     assert serving is not None
     loading, waited = Switch("999", at=0.0), champion.wait_seconds  # due since the epoch, not loaded
-    champion._next = loading
+    # a switch no recorded move backs: the request would read the moves and replace it
+    champion._next, moves, champion.moves = loading, champion.moves, None
     try:
         assert champion.ready() is None
         champion.wait_seconds = 0.01
@@ -182,5 +183,5 @@ def test_a_switch_still_loading_leaves_the_request_to_the_route(app, client, rec
         loading.loaded(serving)  # loaded now: the switch is taken without a wait
         assert champion.ready() is serving and champion._next is None
     finally:
-        champion._next, champion.wait_seconds = None, waited
+        champion._next, champion.wait_seconds, champion.moves = None, waited, moves
     assert client.post("/api/v1/predict", json={"records": records[:1]}).status_code == 200
