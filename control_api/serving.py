@@ -147,7 +147,8 @@ class Champion:
     picks its version by the clock (no I/O). So once a response has named the new version, no later
     request gets the version it replaced. A worker that has not loaded it in time (it reads the moves
     while it loads) makes the requests due to get it wait (`wait_seconds` at most, then 503) rather
-    than answer with the old one.
+    than answer with the old one; one whose watcher has not read the moves for half the lead reads
+    them in the request.
     Without the database a worker switches as soon as it has loaded the new version.
     """
 
