@@ -295,17 +295,23 @@ def test_the_served_version_never_goes_back(rollout):
 
 # -- workers of one deployment, in this process ----------------------------------------------------
 
+def two_versions(model: str, suffix: str, tmp_path: Path) -> tuple[str, object]:
+    """A model of its own (not the one the live server follows) with versions 1 (the champion) and
+    2, both `model`'s version 1, and a database of switches for the Champions of one test."""
+    name = f"{model}-{suffix}"
+    source = registry.client().get_model_version(model, "1")
+    for _ in range(2):
+        registry.register(source.source, name, source.run_id, dict(source.tags))
+    registry.promote(name, "1")
+    return name, db.connect(f"sqlite:///{tmp_path / 'switches.db'}")
+
+
 def test_a_worker_started_while_a_switch_is_pending_serves_the_old_version_until_it(live, tmp_path):
     """Two Champions on one database are two workers; the second starts after a move was recorded,
     before its instant. It answers with the old version, and once the first answers with the new
     one, so does it. A rollback is a move of its own."""
     params = live.project.params
-    name = f"{params.registry.model_name}-switch"  # not the model the live server follows
-    source = registry.client().get_model_version(params.registry.model_name, "1")
-    for _ in range(2):
-        registry.register(source.source, name, source.run_id, dict(source.tags))
-    registry.promote(name, "1")
-    engine = db.connect(f"sqlite:///{tmp_path / 'switches.db'}")
+    name, engine = two_versions(params.registry.model_name, "switch", tmp_path)
 
     def worker() -> Champion:
         return Champion(name, params.schema, 0, engine=engine, lead_seconds=3.0)
@@ -331,12 +337,7 @@ def test_a_worker_still_loading_the_new_version_at_its_instant_answers_with_no_o
     the instant the first serves it on, the second's requests wait for its load: none gets the old
     version."""
     params = live.project.params
-    name = f"{params.registry.model_name}-slow"  # not the model the live server follows
-    source = registry.client().get_model_version(params.registry.model_name, "1")
-    for _ in range(2):
-        registry.register(source.source, name, source.run_id, dict(source.tags))
-    registry.promote(name, "1")
-    engine = db.connect(f"sqlite:///{tmp_path / 'switches.db'}")
+    name, engine = two_versions(params.registry.model_name, "slow", tmp_path)
     loads_version_2 = threading.Event()
 
     class SlowToLoad(Champion):
@@ -369,12 +370,7 @@ def test_a_worker_whose_watcher_missed_the_move_reads_it_in_the_request(live, tm
     """The second worker never refreshes (its watcher blocked, say): once the first serves the new
     version, the second's next request reads the recorded move itself and waits for that version."""
     params = live.project.params
-    name = f"{params.registry.model_name}-missed"  # not the model the live server follows
-    source = registry.client().get_model_version(params.registry.model_name, "1")
-    for _ in range(2):
-        registry.register(source.source, name, source.run_id, dict(source.tags))
-    registry.promote(name, "1")
-    engine = db.connect(f"sqlite:///{tmp_path / 'switches.db'}")
+    name, engine = two_versions(params.registry.model_name, "missed", tmp_path)
     first, missing = (Champion(name, params.schema, 0, engine=engine, lead_seconds=2.0, wait_seconds=90)
                       for _ in range(2))
     assert first.get().version == missing.get().version == "1"
