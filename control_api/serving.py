@@ -21,6 +21,7 @@ import sqlalchemy as sa
 
 from control_api.errors import APIError
 from control_api.model_switches import Move, Moves
+from ml import config as ml_config
 from ml import registry
 from ml.schema import Schema
 
@@ -232,8 +233,7 @@ class Champion:
     def _load_in_background(self, version: str, at: float) -> None:
         loading = Switch(version, float("inf"))
         self._publish(loading, at)
-        threading.Thread(target=self._load_into, args=(loading,), daemon=True,
-                         name="champion-loader").start()
+        ml_config.thread(self._load_into, loading, name="champion-loader").start()
 
     def _read_moves(self) -> Move | None:
         asked = time.time()
@@ -298,8 +298,7 @@ class Champion:
         move another worker records for it, so as soon as that move is read, the requests due to
         get `version` wait for this load instead of getting the version it replaces."""
         loading = Switch(version, float("inf"))
-        loader = threading.Thread(target=self._load_into, args=(loading,), daemon=True,
-                                  name="champion-loader")
+        loader = ml_config.thread(self._load_into, loading, name="champion-loader")
         loader.start()
         latest = seen
         while not loading.settled.wait(MOVES_READ_SECONDS):
@@ -385,7 +384,7 @@ class Champion:
 
     def start(self) -> None:
         if self._thread is None and self.poll_seconds > 0:
-            self._thread = threading.Thread(target=self._watch, name="champion-watcher", daemon=True)
+            self._thread = ml_config.thread(self._watch, name="champion-watcher")
             self._thread.start()
 
     def _watch(self) -> None:

@@ -24,6 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from control_api import batch_scoring, serving
+from ml import config as ml_config
 from ml import registry
 from ml.schema import Schema
 from monitoring.prediction_log import PredictionLog
@@ -78,7 +79,7 @@ class Shadow:
     def start(self) -> None:
         with self._start_lock:
             if self._thread is None and self.enabled:
-                self._thread = threading.Thread(target=self._run, name="shadow-scorer", daemon=True)
+                self._thread = ml_config.thread(self._run, name="shadow-scorer")
                 self._thread.start()
 
     def _run(self) -> None:

@@ -14,7 +14,8 @@ import contextlib
 import contextvars
 import os
 import re
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
@@ -157,6 +158,19 @@ def bound(settings: MLSettings) -> Iterator[MLSettings]:
         yield settings
     finally:
         unbind(token)
+
+
+def thread(target: Callable[..., object], *args, name: str) -> threading.Thread:
+    """A daemon thread running `target(*args)` under the settings in force where it is made: a new
+    thread starts with none of its maker's context, and would otherwise read the environment (which
+    may name another state dir by then: a test module's, or none)."""
+    settings = current()
+
+    def run() -> None:
+        with bound(settings):
+            target(*args)
+
+    return threading.Thread(target=run, name=name, daemon=True)
 
 
 def current() -> MLSettings:

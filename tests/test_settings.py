@@ -22,6 +22,7 @@ from ml.config import EnvSettings, MLSettings, SettingsError
 from ml.mlflow_auth import AuthSettings
 from ml.versioning import tool_env
 from tests.helpers import TOKEN, Client, build_project
+from tests.live import wait_until
 from tests.test_deploy import SERVICES, env_example, env_files, environment, interpolate
 
 CLASSES = [Settings, MLSettings, AuthSettings, BootstrapSettings, ServerSettings]
@@ -239,3 +240,32 @@ def test_two_apps_on_two_state_dirs_keep_their_own_paths(shared_project, tmp_pat
     assert (second_state / "mlflow" / "mlflow.db").is_file()
     assert config.state_dir() == shared_project.state.resolve()  # outside a request: the env's
     assert dict(os.environ) == before
+
+
+def test_the_threads_an_app_starts_read_its_store_whatever_the_environment_says(shared_project, tmp_path,
+                                                                                monkeypatch):
+    """A new thread has none of its maker's context: the shadow scorer (and the champion's loaders)
+    are made with the app's ml settings, so they read its registry even when OPCON_HOME names
+    another state dir by the time they run, and create nothing there."""
+    name = shared_project.params.registry.model_name
+    state, elsewhere = tmp_path / "app", tmp_path / "elsewhere"
+    register_a_version(state, shared_project, name)
+    with config.bound(MLSettings.load(state_dir=state, project_dir=shared_project.path)):
+        registry.client().set_registered_model_alias(name, registry.CHALLENGER, "1")
+    monkeypatch.setenv("OPCON_HOME", str(elsewhere))
+    app = create_app({"testing": True, "api_token": TOKEN, "state_dir": state,
+                      "project_dir": shared_project.path})
+    shadow = app.extensions["opcon"].shadow
+    with app.test_request_context("/health"):
+        app.preprocess_request()
+        shadow.start()  # as the first shadowed request does
+    wait_until(lambda: shadow.last_error is not None, 60, "the shadow scorer's first registry read")
+    assert "could not load the challenger" in shadow.last_error  # found it: version 1 has no model
+    assert not (elsewhere / "mlflow").exists()
+
+    thread_state = []
+    with config.bound(MLSettings.load(state_dir=state)):
+        made = config.thread(lambda: thread_state.append(config.state_dir()), name="probe")
+    made.start()
+    made.join()
+    assert thread_state == [state.resolve()]
