@@ -46,10 +46,8 @@ def recorded_score(params: Params, run, data_version: str) -> float | None:
 
 def rescore(params: Params, version, test: pd.DataFrame) -> float:
     """The champion version's primary metric on this test set, its model loaded and run."""
-    import mlflow.sklearn
-
     name = params.registry.model_name
-    model = mlflow.sklearn.load_model(f"models:/{name}/{version.version}")
+    model = registry.load_sklearn(name, version.version)
     threshold = version.tags.get("threshold")
     target = params.schema.target
     try:
@@ -90,11 +88,9 @@ def parity_sample(test: pd.DataFrame, rows: int = PARITY_ROWS) -> pd.DataFrame:
 
 def export_onnx(trained: dict, params: Params, test: pd.DataFrame) -> dict[str, str]:
     """ONNX copy of the model for fast serving, logged to the run when it matches on test rows."""
-    import mlflow.sklearn
-
     from ml.export import export
 
-    pipeline = mlflow.sklearn.load_model(trained["model_uri"])
+    pipeline = tracking.load_sklearn_model(trained["model_uri"])
     result = export(pipeline, params.schema, parity_sample(test))
     if not result.ok:
         return {"onnx": "unavailable", "onnx_reason": result.reason[:500]}

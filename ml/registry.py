@@ -16,6 +16,7 @@ import contextlib
 import contextvars
 import dataclasses
 import json
+import urllib.parse
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 
@@ -110,10 +111,12 @@ def decide(challenger: float, champion: float | None, baseline: float, rules: Ev
 
 
 def client():
-    tracking.configure()
+    """A client of the settings' store. MLflow's process-wide URI is left as it is: a thread of
+    another app in the process (tests build several) must not move it under a running job."""
+    uri = tracking.store_uri()
     import mlflow
 
-    return mlflow.MlflowClient()
+    return mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
 def _lock() -> FileLock:
@@ -170,7 +173,19 @@ def versions(name: str) -> list:
     return sorted(found, key=lambda v: int(v.version), reverse=True)
 
 
+def load_sklearn(name: str, version: str):
+    """A version's scikit-learn model. Artifacts in files are read straight from where the store
+    says they are, so MLflow's process-wide URI is not touched; others go through it."""
+    location = client().get_model_version_download_uri(name, str(version))
+    if urllib.parse.urlparse(location).scheme in ("", "file"):
+        import mlflow.sklearn
+
+        return mlflow.sklearn.load_model(location)
+    return tracking.load_sklearn_model(f"models:/{name}/{version}")
+
+
 def register(model_uri: str, name: str, run_id: str, tags: dict[str, str]) -> str:
+    tracking.configure()  # MLflow resolves a `models:/m-...` source through its process-wide URI
     mlflow_client = client()
     from mlflow.exceptions import MlflowException
 

@@ -13,13 +13,19 @@ from ml import config
 MLFLOW_URI_VARIABLES = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
 
 
-def configure(experiment: str | None = None) -> str | None:
-    """Point MLflow (process-wide) at the settings' store; return the experiment id."""
+def store_uri() -> str:
+    """The settings' MLflow store (tracking and registry), MLflow's logging quietened."""
     config.quiet_third_parties()
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    return config.mlflow_tracking_uri()
+
+
+def configure(experiment: str | None = None) -> str | None:
+    """Point MLflow (process-wide: its fluent API, `models:/` URIs) at the settings' store; return
+    the experiment id."""
+    uri = store_uri()
     import mlflow
 
-    logging.getLogger("mlflow").setLevel(logging.WARNING)
-    uri = config.mlflow_tracking_uri()
     before = {k: v for k, v in os.environ.items() if k in MLFLOW_URI_VARIABLES}
     try:
         mlflow.set_tracking_uri(uri)
@@ -53,3 +59,12 @@ def git_commit() -> str:
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return commit + ("-dirty" if dirty else "")
+
+
+def load_sklearn_model(uri: str):
+    """An MLflow scikit-learn model by URI (`models:/name/version`, a run's), from the settings'
+    store (`models:/` URIs resolve through the process-wide one, so it is pointed there first)."""
+    configure()
+    import mlflow.sklearn
+
+    return mlflow.sklearn.load_model(uri)

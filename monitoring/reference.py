@@ -80,9 +80,7 @@ def _from_dvc_cache(params: Params, data_version: str, split: Split) -> pd.DataF
 
 
 def _predict(frame: pd.DataFrame, params: Params, name: str, version) -> pd.DataFrame:
-    import mlflow.sklearn
-
-    model = mlflow.sklearn.load_model(f"models:/{name}/{version.version}")
+    model = registry.load_sklearn(name, version.version)
     threshold = version.tags.get("threshold") or None
     classes = model.classes_.tolist()
     features = feature_frame(frame, params.schema)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import tempfile
 from datetime import UTC, datetime
+from pathlib import Path
 
 from flask import g, request
 from flask_openapi3 import Tag
@@ -67,7 +69,6 @@ def describe_version(version, runs, aliases: dict[str, str], approval: dict | No
 
 def model_card(client, run_id: str | None) -> str | None:
     """The Markdown model card logged with the run, or None when the run has none."""
-    from mlflow.artifacts import load_text
     from mlflow.exceptions import MlflowException
 
     if not run_id:
@@ -75,7 +76,10 @@ def model_card(client, run_id: str | None) -> str | None:
     try:
         names = [a.path for a in client.list_artifacts(run_id) if not a.is_dir]
         card = next((n for n in sorted(names) if CARD_ARTIFACT in n.rsplit("/", 1)[-1]), None)
-        return None if card is None else load_text(f"runs:/{run_id}/{card}")
+        if card is None:
+            return None
+        with tempfile.TemporaryDirectory() as tmp:
+            return Path(client.download_artifacts(run_id, card, tmp)).read_text()
     except MlflowException:  # the run or its artifacts are gone
         return None
 
