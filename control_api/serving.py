@@ -28,6 +28,7 @@ from ml.schema import Schema
 log = logging.getLogger(__name__)
 
 MOVES_READ_SECONDS = 0.5  # how often a worker loading a new version reads the recorded moves
+LOAD_GIVE_UP_SECONDS = 600.0  # a load that hangs (a stuck artifact store) frees the watcher
 
 
 @dataclasses.dataclass
@@ -102,11 +103,9 @@ def _load_onnx(client, version):
 
 
 def load(name: str, version: str, schema: Schema, onnx_max_rows: int = 2_000) -> ServedModel:
-    import mlflow.sklearn
-
     client = registry.client()
     found = client.get_model_version(name, str(version))
-    pipeline = mlflow.sklearn.load_model(f"models:/{name}/{version}")
+    pipeline = registry.load_sklearn(name, version)
     threshold = found.tags.get("threshold") or None
     try:
         onnx = _load_onnx(client, found)
@@ -129,6 +128,9 @@ class Switch:
         self.model: ServedModel | None = None
         self.error: str | None = None
         self.settled = threading.Event()  # loaded, or failed to
+        # a due switch it replaced before that one had loaded here: until `at`, requests wait for
+        # it (then 503) as they did, never get the version it replaced
+        self.held_back: Switch | None = None
 
     def loaded(self, model: ServedModel) -> None:
         self.model = model
@@ -137,6 +139,12 @@ class Switch:
     def failed(self, error: str) -> None:
         self.error = error
         self.settled.set()
+
+
+def _not_served(switch: Switch) -> APIError:
+    problem = switch.error or "it is still loading"
+    return APIError(503, f"version {switch.version} of the model is not served yet ({problem}): "
+                    "try again shortly", headers={"Retry-After": "5"}, reason="model loading")
 
 
 class Champion:
@@ -177,6 +185,8 @@ class Champion:
         upcoming = self._next
         if upcoming is not None and time.time() >= upcoming.at:
             return self._take(upcoming)
+        if upcoming is not None and upcoming.held_back is not None:
+            return self._take(upcoming.held_back)
         served = self._serving
         if served is None:  # the first request of a worker whose watcher has not loaded it yet
             self.refresh()
@@ -194,6 +204,8 @@ class Champion:
         upcoming = self._next
         if upcoming is not None and time.time() >= upcoming.at:
             return self._take(upcoming) if upcoming.model is not None else None
+        if upcoming is not None and upcoming.held_back is not None:
+            return upcoming.held_back.model
         return self._serving
 
     @property
@@ -243,9 +255,7 @@ class Champion:
 
     def _take(self, upcoming: Switch) -> ServedModel:
         if not upcoming.settled.wait(self.wait_seconds) or upcoming.model is None:
-            problem = upcoming.error or "it is still loading"
-            raise APIError(503, f"version {upcoming.version} of the model is not served yet ({problem}): "
-                           "try again shortly", headers={"Retry-After": "5"}, reason="model loading")
+            raise _not_served(upcoming)
         with self._swap_lock:
             if self._next is upcoming:
                 self._serving, self._next = upcoming.model, None
@@ -300,14 +310,15 @@ class Champion:
         loading = Switch(version, float("inf"))
         loader = ml_config.thread(self._load_into, loading, name="champion-loader")
         loader.start()
-        latest = seen
-        while not loading.settled.wait(MOVES_READ_SECONDS):
+        latest, deadline = seen, time.monotonic() + LOAD_GIVE_UP_SECONDS
+        while not loading.settled.wait(MOVES_READ_SECONDS) and time.monotonic() < deadline:
             with contextlib.suppress(sa.exc.SQLAlchemyError):  # read again at the next turn
                 latest = self._read_moves()
             if latest != seen and latest.to_version == version:
                 self._publish(loading, latest.switch_at)
                 break
-        loading.settled.wait()
+        if not loading.settled.wait(max(0.0, deadline - time.monotonic())):
+            loading.failed(f"still loading after {LOAD_GIVE_UP_SECONDS:.0f} s")  # the next turn retries
         if loading.model is None:
             raise RuntimeError(loading.error)
         return loading.model, latest
@@ -315,8 +326,11 @@ class Champion:
     def _publish(self, loading: Switch, at: float) -> None:
         """Requests from `at` on get `loading`'s model (waiting for it while it loads)."""
         upcoming = self._next
-        if upcoming is not None and upcoming.model is not None and time.time() >= upcoming.at:
-            self._take(upcoming)  # an earlier switch due: served until this one's instant
+        if upcoming is not None and time.time() >= upcoming.at:
+            if upcoming.model is not None:
+                self._take(upcoming)  # an earlier switch due: served until this one's instant
+            else:
+                loading.held_back = upcoming
         with self._swap_lock:
             loading.at, self._next = at, loading
 
@@ -335,7 +349,7 @@ class Champion:
             # a fresh worker, or one that missed a move: its requests wait for the version the
             # others serve, never get an older one
             changed = self._prepare(move.serving(now), 0.0, preloaded)
-        upcoming = self._next
+        upcoming, now = self._next, time.time()  # that load took time
         if move.pending(now) and (upcoming is None or upcoming.error or
                                   (upcoming.version, upcoming.at) != (move.to_version, move.switch_at)):
             changed = self._prepare(move.to_version, move.switch_at, preloaded) or changed

@@ -24,6 +24,7 @@ import pytest
 import requests
 
 from control_api import db
+from control_api.errors import APIError
 from control_api.serving import Champion
 from ml import in_process, registry
 from monitoring.prediction_log import PredictionLog
@@ -295,12 +296,12 @@ def test_the_served_version_never_goes_back(rollout):
 
 # -- workers of one deployment, in this process ----------------------------------------------------
 
-def two_versions(model: str, suffix: str, tmp_path: Path) -> tuple[str, object]:
-    """A model of its own (not the one the live server follows) with versions 1 (the champion) and
-    2, both `model`'s version 1, and a database of switches for the Champions of one test."""
+def model_versions(model: str, suffix: str, tmp_path: Path, count: int = 2) -> tuple[str, object]:
+    """A model of its own (not the one the live server follows) with versions 1 (the champion) to
+    `count`, all `model`'s version 1, and a database of switches for the Champions of one test."""
     name = f"{model}-{suffix}"
     source = registry.client().get_model_version(model, "1")
-    for _ in range(2):
+    for _ in range(count):
         registry.register(source.source, name, source.run_id, dict(source.tags))
     registry.promote(name, "1")
     return name, db.connect(f"sqlite:///{tmp_path / 'switches.db'}")
@@ -311,7 +312,7 @@ def test_a_worker_started_while_a_switch_is_pending_serves_the_old_version_until
     before its instant. It answers with the old version, and once the first answers with the new
     one, so does it. A rollback is a move of its own."""
     params = live.project.params
-    name, engine = two_versions(params.registry.model_name, "switch", tmp_path)
+    name, engine = model_versions(params.registry.model_name, "switch", tmp_path)
 
     def worker() -> Champion:
         return Champion(name, params.schema, 0, engine=engine, lead_seconds=3.0)
@@ -337,7 +338,7 @@ def test_a_worker_still_loading_the_new_version_at_its_instant_answers_with_no_o
     the instant the first serves it on, the second's requests wait for its load: none gets the old
     version."""
     params = live.project.params
-    name, engine = two_versions(params.registry.model_name, "slow", tmp_path)
+    name, engine = model_versions(params.registry.model_name, "slow", tmp_path)
     loads_version_2 = threading.Event()
 
     class SlowToLoad(Champion):
@@ -370,7 +371,7 @@ def test_a_worker_whose_watcher_missed_the_move_reads_it_in_the_request(live, tm
     """The second worker never refreshes (its watcher blocked, say): once the first serves the new
     version, the second's next request reads the recorded move itself and waits for that version."""
     params = live.project.params
-    name, engine = two_versions(params.registry.model_name, "missed", tmp_path)
+    name, engine = model_versions(params.registry.model_name, "missed", tmp_path)
     first, missing = (Champion(name, params.schema, 0, engine=engine, lead_seconds=2.0, wait_seconds=90)
                       for _ in range(2))
     assert first.get().version == missing.get().version == "1"
@@ -379,6 +380,46 @@ def test_a_worker_whose_watcher_missed_the_move_reads_it_in_the_request(live, tm
     wait_until(lambda: first.get().version == "2", 30, "the first worker serves version 2", interval=0.01)
     assert missing.get().version == "2"  # never refreshed: the request read the move and waited
     engine.dispose()
+
+def test_a_worker_that_failed_a_due_version_never_answers_with_the_one_before(live, tmp_path):
+    """The second worker cannot load version 2 (its watcher blocked meanwhile): once 2 is due, its
+    requests get a 503. When version 3 is promoted, until 3's instant they still do; none gets
+    version 1, which 2 replaced everywhere."""
+    params = live.project.params
+    name, engine = model_versions(params.registry.model_name, "failed", tmp_path, count=3)
+
+    class CannotLoad2(Champion):
+        def _load(self, version):
+            if version == "2":
+                raise OSError("the artifact of version 2 is unreadable here")
+            return super()._load(version)
+
+    first = Champion(name, params.schema, 0, engine=engine, lead_seconds=6.0)
+    broken = CannotLoad2(name, params.schema, 0, engine=engine, lead_seconds=2.0, wait_seconds=30)
+    assert first.get().version == broken.get().version == "1"
+    registry.promote(name, "2")
+    assert first.refresh() is True
+    wait_until(lambda: first.get().version == "2", 30, "the first worker serves version 2", interval=0.01)
+    with pytest.raises(APIError, match="version 2 of the model is not served yet") as refused:
+        broken.get()  # its request read the due move and waited for a load that failed
+    assert refused.value.status == 503
+
+    registry.promote(name, "3")
+    assert first.refresh() is True  # version 3 everywhere in 6 s
+    answers = []
+
+    def answered_with_3() -> bool:
+        try:
+            answers.append(broken.get().version)
+        except APIError as error:
+            answers.append(error.status)
+        return answers[-1] == "3"
+
+    wait_until(answered_with_3, 60, "the second worker serves version 3", interval=0.05)
+    assert first.get().version == "3"
+    assert "1" not in answers and set(answers) == {503, "3"}, answers
+    engine.dispose()
+
 
 # -- a stop (last: it leaves the server stopped) ---------------------------------------------------
 
