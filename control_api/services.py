@@ -62,4 +62,5 @@ class Services:
                    ApprovalStore(engine),
                    Shadow(params.registry.model_name, params.schema,
                           PredictionLog(settings.shadow_log_dir, indexed=False), enabled=settings.shadow,
-                          poll_seconds=settings.model_poll_seconds, onnx_max_rows=settings.onnx_max_rows))
+                          poll_seconds=settings.model_poll_seconds, onnx_max_rows=settings.onnx_max_rows,
+                          max_batch_rows=settings.shadow_max_batch_rows))

@@ -38,6 +38,7 @@ class Settings(EnvSettings):
     # while the registry has a challenger, each /predict request is also scored by it, off the
     # response path, into the shadow log (OPCON_SHADOW=false: not in this deployment)
     shadow: bool = True
+    shadow_max_batch_rows: int = Field(100_000, ge=0)  # of a CSV batch, its first rows only
     # a newly promoted champion is served by every API worker from the same instant, this long
     # after the first worker loaded it (the others load it meanwhile)
     model_switch_lead_seconds: float = 5.0

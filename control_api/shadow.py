@@ -30,6 +30,7 @@ from ml.schema import Schema
 from monitoring.prediction_log import PredictionLog
 
 log = logging.getLogger(__name__)
+RETRY_FAILED_LOAD_SECONDS = 60.0
 QUEUE_LIMIT = 10_000  # requests waiting to be shadowed; beyond it a request is skipped and counted
 DRAIN = 256  # requests scored in one model call at most
 # after the first request of a quiet spell, the thread waits this long for more: one wake-up, model
@@ -39,8 +40,9 @@ GATHER_SECONDS = 0.05
 
 class Shadow:
     def __init__(self, name: str, schema: Schema, shadow_log: PredictionLog, *, enabled: bool,
-                 poll_seconds: float, onnx_max_rows: int = 2_000):
+                 poll_seconds: float, onnx_max_rows: int = 2_000, max_batch_rows: int = 100_000):
         self.name, self.schema, self.log = name, schema, shadow_log
+        self.max_batch_rows = max_batch_rows
         self.enabled, self.poll_seconds, self.onnx_max_rows = enabled, poll_seconds, onnx_max_rows
         self.metrics = None  # monitoring.metrics.ServiceMetrics, set by create_app
         self.model: serving.ServedModel | None = None
@@ -52,6 +54,7 @@ class Shadow:
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
         self._refreshed = 0.0
+        self._load_tried: tuple[str, float] | None = None  # a load not done yet: (version, begun)
 
     # -- per request: one queue put ------------------------------------------------------------
     def submit(self, request_id: str, served_version: str, columns: dict[str, np.ndarray],
@@ -133,15 +136,19 @@ class Shadow:
 
     def _score_batch(self, request_id: str, served_version: str, logged: Path) -> None:
         """A logged batch scored from its file, a block at a time, into one file of the shadow log
-        (rows numbered as in the served batch)."""
+        (rows numbered as in the served batch): its first `max_batch_rows` rows."""
         model = self.model
-        if model is None or model.version == served_version:
+        if model is None or model.version == served_version or self.max_batch_rows == 0:
             return
         names = self.schema.feature_names
         try:
             with pq.ParquetFile(logged) as source, self.log.batch(request_id, model.version) as shadowed:
-                rows = source.metadata.num_rows  # chooses the model's path, as for the served batch
-                for block in source.iter_batches(batch_size=batch_scoring.CHUNK_ROWS, columns=names):
+                rows = min(source.metadata.num_rows, self.max_batch_rows)  # chooses the model's path
+                left = rows
+                for whole in source.iter_batches(batch_size=batch_scoring.CHUNK_ROWS, columns=names):
+                    if left <= 0:
+                        break
+                    block, left = whole.slice(0, left), left - whole.num_rows
                     columns = {n: block.column(n).to_numpy(zero_copy_only=False) for n in names}
                     proba, path = model.predict_proba(columns, rows)
                     result, _ = batch_scoring.outputs(model, proba)
@@ -179,12 +186,23 @@ class Shadow:
             version = None if found is None else str(found.version)
             if version is None:
                 self.model = None
-            elif self.model is None or self.model.version != version:
+            elif (self.model is None or self.model.version != version) and self._may_load(version):
                 self.model = serving.load(self.name, version, self.schema, self.onnx_max_rows)
+                self._load_tried = None
                 log.info("shadowing live traffic with %s version %s", self.name, version)
         except Exception as error:  # keep the challenger we have; the served answers do not depend on it
             self.last_error = f"could not load the challenger: {str(error)[:200]}"
             log.warning("challenger refresh failed: %s", type(error).__name__)
+
+    def _may_load(self, version: str) -> bool:
+        """A version whose load failed is tried again after RETRY_FAILED_LOAD_SECONDS, not at every
+        poll (each try reads its artifacts)."""
+        tried = self._load_tried
+        if tried is not None and tried[0] == version and \
+                time.monotonic() - tried[1] < RETRY_FAILED_LOAD_SECONDS:
+            return False
+        self._load_tried = (version, time.monotonic())  # cleared once it has loaded
+        return True
 
     def drain(self, timeout: float = 30.0) -> bool:
         """Until every submitted request is shadowed (tests, and a clean shutdown)."""
@@ -195,4 +213,5 @@ class Shadow:
         model = self.model
         return {"enabled": self.enabled, "challenger_version": model.version if model else None,
                 "rows_scored": self.rows, "failures": self.failures, "skipped": self.skipped,
+                "max_batch_rows": self.max_batch_rows,
                 "last_error": self.last_error}

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from control_api import create_app
+from control_api import create_app, serving
 from control_api.gunicorn_conf import ServerSettings
 from control_api.identity.bootstrap import BootstrapSettings
 from control_api.settings import Settings, from_env
@@ -262,6 +262,10 @@ def test_the_threads_an_app_starts_read_its_store_whatever_the_environment_says(
     wait_until(lambda: shadow.last_error is not None, 60, "the shadow scorer's first registry read")
     assert "could not load the challenger" in shadow.last_error  # found it: version 1 has no model
     assert not (elsewhere / "mlflow").exists()
+    tried = []
+    monkeypatch.setattr(serving, "load", lambda *args, **kwargs: tried.append(args[1]))
+    shadow.refresh()
+    assert tried == [] and shadow.model is None  # it failed a moment ago: not retried at each poll
 
     thread_state = []
     with config.bound(MLSettings.load(state_dir=state)):

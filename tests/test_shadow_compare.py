@@ -65,7 +65,8 @@ def test_shadow_rows_are_logged_under_the_challengers_version_and_never_served(p
     served = services.predictions.read(["model_version"])
     assert set(served["model_version"]) == {"1"}  # what drift and quality read holds no shadow row
     assert services.shadow.status() == {"enabled": True, "challenger_version": "2", "rows_scored": 80,
-                                        "failures": 0, "skipped": 0, "last_error": None}
+                                        "failures": 0, "skipped": 0, "max_batch_rows": 100_000,
+                                        "last_error": None}
 
 
 def test_compare_counts_match_the_logs_and_judges_on_the_labelled_rows(project, traffic):
@@ -157,6 +158,14 @@ def test_a_csv_batch_is_shadowed_from_its_logged_file(project, traffic):
     assert mine["probability"].to_numpy() == pytest.approx(proba[:, challenger.positive_index])
     body = client.get("/api/v1/models/compare?last=100000").get_json()
     assert body["compared_rows"] == compared + 30
+
+    capped = app_for(project, shadow_max_batch_rows=12)  # a longer batch: its first rows only
+    upload = io.BytesIO(generate(30, 322, first_id=91_001).to_csv(index=False).encode())
+    answer = capped.post("/api/v1/predict/batch", data={"file": (upload, "batch.csv")})
+    assert answer.status_code == 200 and len(pd.read_csv(io.BytesIO(answer.data))) == 30
+    assert capped.app.extensions["opcon"].shadow.drain()
+    shadow = services.shadow.log.read(["request_id", "row"])
+    assert sorted(shadow[shadow["request_id"] == answer.headers["X-Request-Id"]]["row"]) == list(range(12))
 
 # -- live: gunicorn workers shadow in their own thread; the console's pages read the result ----------
 
