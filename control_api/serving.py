@@ -214,6 +214,8 @@ class Champion:
         upcoming = self._next
         if upcoming is not None and upcoming.model is not None and time.time() >= upcoming.at:
             return upcoming.model
+        if upcoming is not None and upcoming.held_back is not None:
+            return upcoming.held_back.model
         return self._serving
 
     def _catch_up(self) -> None:
@@ -325,14 +327,20 @@ class Champion:
 
     def _publish(self, loading: Switch, at: float) -> None:
         """Requests from `at` on get `loading`'s model (waiting for it while it loads)."""
-        upcoming = self._next
-        if upcoming is not None and time.time() >= upcoming.at:
+        loading.at = at
+        self._replace_next(loading)
+
+    def _replace_next(self, switch: Switch) -> None:
+        """`switch` is the next one; an earlier one already due is served until its instant (or,
+        not loaded here, still waited for: never the version that one replaced)."""
+        upcoming, now = self._next, time.time()
+        if upcoming is not None and now >= upcoming.at:
             if upcoming.model is not None:
-                self._take(upcoming)  # an earlier switch due: served until this one's instant
-            else:
-                loading.held_back = upcoming
+                self._take(upcoming)
+            elif switch.at > now and upcoming.version != switch.version:
+                upcoming.held_back, switch.held_back = None, upcoming
         with self._swap_lock:
-            loading.at, self._next = at, loading
+            self._next = switch
 
     def _load_into(self, switch: Switch) -> None:
         try:
@@ -345,11 +353,14 @@ class Champion:
         upcoming = self._next
         if upcoming is not None and upcoming.model is not None and now >= upcoming.at:
             self._take(upcoming)
-        if self._version_at(now) != move.serving(now):
+        upcoming = self._next
+        next_in_hand = move.pending(now) and upcoming is not None and not upcoming.error and \
+            (upcoming.version, upcoming.at) == (move.to_version, move.switch_at)
+        if not next_in_hand and self._version_at(now) != move.serving(now):
             # a fresh worker, or one that missed a move: its requests wait for the version the
             # others serve, never get an older one
             changed = self._prepare(move.serving(now), 0.0, preloaded)
-        upcoming, now = self._next, time.time()  # that load took time
+        upcoming = self._next
         if move.pending(now) and (upcoming is None or upcoming.error or
                                   (upcoming.version, upcoming.at) != (move.to_version, move.switch_at)):
             changed = self._prepare(move.to_version, move.switch_at, preloaded) or changed
@@ -359,12 +370,13 @@ class Champion:
         upcoming = self._next
         if upcoming is not None and now >= upcoming.at:
             return None if upcoming.error else upcoming.version
+        if upcoming is not None and upcoming.held_back is not None:
+            return None if upcoming.held_back.error else upcoming.held_back.version
         return self._serving.version if self._serving else None
 
     def _prepare(self, version: str, at: float, preloaded: ServedModel | None = None) -> bool:
         upcoming = Switch(version, at)
-        with self._swap_lock:
-            self._next = upcoming
+        self._replace_next(upcoming)
         try:
             model = preloaded if preloaded is not None and preloaded.version == version else \
                 self._load(version)

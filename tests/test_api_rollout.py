@@ -421,6 +421,46 @@ def test_a_worker_that_failed_a_due_version_never_answers_with_the_one_before(li
     engine.dispose()
 
 
+def test_a_newer_move_read_while_the_due_version_still_loads_keeps_its_requests_waiting(live, tmp_path):
+    """The second worker is still loading version 2, due, when its watcher reads the move to 3:
+    until 3's instant its requests wait for 2 (and get it once loaded), never get version 1."""
+    params = live.project.params
+    name, engine = model_versions(params.registry.model_name, "overtaken", tmp_path, count=3)
+    loads_version_2 = threading.Event()
+
+    class SlowToLoad2(Champion):
+        def _load(self, version):
+            if version == "2":
+                assert loads_version_2.wait(120)
+            return super()._load(version)
+
+    first = Champion(name, params.schema, 0, engine=engine, lead_seconds=4.0)
+    slow = SlowToLoad2(name, params.schema, 0, engine=engine, lead_seconds=2.0, wait_seconds=90)
+    assert first.get().version == slow.get().version == "1"
+    registry.promote(name, "2")
+    with concurrent.futures.ThreadPoolExecutor(4) as pool, contextlib.ExitStack() as cleanup:
+        cleanup.callback(loads_version_2.set)
+        assert first.refresh() is True
+        wait_until(lambda: first.get().version == "2", 30, "the first worker serves version 2",
+                   interval=0.01)
+        waiting = pool.submit(slow.get)  # reads the due move, waits for the load of 2
+        wait_until(lambda: slow._next is not None and slow._next.version == "2", 30,
+                   "the second worker loads version 2", interval=0.01)
+        registry.promote(name, "3")
+        assert first.refresh() is True  # version 3 everywhere in 4 s
+        assert slow.refresh() is True  # its watcher: version 3 loaded for its instant
+        assert slow.ready() is None  # still waiting for 2: the fast path leaves it to the route
+        later = pool.submit(slow.get)
+        assert concurrent.futures.wait([waiting, later], timeout=0.5).done == set()  # both wait
+        loads_version_2.set()
+        assert {waiting.result(timeout=60).version, later.result(timeout=60).version} <= {"2", "3"}
+        answers = []
+        wait_until(lambda: answers.append(slow.get().version) or answers[-1] == "3", 60,
+                   "the second worker serves version 3", interval=0.05)
+        assert "1" not in answers, answers
+    engine.dispose()
+
+
 # -- a stop (last: it leaves the server stopped) ---------------------------------------------------
 
 def test_a_stop_answers_every_request_already_sent(live):
