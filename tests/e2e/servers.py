@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -154,12 +155,23 @@ def start_streamlit(services: Services, api_url: str | None = None) -> Console:
     return Console(services, api_url).start()
 
 
+def port_no_connection_takes() -> int:
+    """A free loopback port below the kernel's range for outgoing connections' own ports, so none
+    takes it while the forwarder is stopped and `start()` can bind it again."""
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    for port in random.sample(range(max(1024, low - 8_000), low), 200):
+        with socket.socket() as sock, contextlib.suppress(OSError):
+            sock.bind(("127.0.0.1", port))
+            return port
+    raise RuntimeError(f"no free port below {low}")
+
+
 class Forwarder:
     """A TCP forwarder from a free loopback port to the API: `stop()` takes the API away from the
     console (open connections are cut), `start()` brings it back on the same address."""
 
     def __init__(self, target_port: int):
-        self.target_port, self.port = target_port, free_port()
+        self.target_port, self.port = target_port, port_no_connection_takes()
         self.url = f"http://127.0.0.1:{self.port}"
         self.listener: socket.socket | None = None
         self.open: list[socket.socket] = []
