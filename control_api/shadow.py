@@ -1,20 +1,21 @@
 """The challenger on live traffic: every /predict request is also scored by the registry's
 `challenger`, off the response path, and logged in the shadow log under the challenger's version.
 
-A request only puts its feature columns on a queue (no I/O, no model call). One thread per worker
-takes what has queued, scores it with the challenger in one call, and appends the rows to the
-shadow log in one write: the prediction log's row layout plus `shadow: true`, no request index. A
-CSV batch puts the path of its logged Parquet file on the queue once it is answered; the thread
-reads the features back from it a block at a time and writes the challenger's rows as one Parquet
-file of the shadow log. A failure there is counted and kept for the status; it never reaches a
-request. What is still queued when a worker dies is not shadowed (it was served and logged as
-usual).
+A request only appends its feature columns to a deque (no lock, no I/O, no model call). One
+thread per worker takes what has gathered, scores it with the challenger in one call, and appends
+the rows to the shadow log in one write: the prediction log's row layout plus `shadow: true`, no
+request index. A CSV batch hands over the path of its logged Parquet file once it is answered; the
+thread reads the features back from it a block at a time and writes the challenger's rows as one
+Parquet file of the shadow log. A failure there is counted and kept for the status; it never
+reaches a request. What is still waiting when a worker dies is not shadowed (it was served and
+logged as usual). The thread's own CPU time is counted (`cpu_seconds`,
+opcon_shadow_cpu_seconds_total): what shadowing costs a worker, beside the hand-over in the request.
 """
 
 from __future__ import annotations
 
+import collections
 import logging
-import queue
 import threading
 import time
 from pathlib import Path
@@ -32,10 +33,10 @@ from monitoring.prediction_log import PredictionLog
 log = logging.getLogger(__name__)
 RETRY_FAILED_LOAD_SECONDS = 60.0
 QUEUE_LIMIT = 10_000  # requests waiting to be shadowed; beyond it a request is skipped and counted
-DRAIN = 256  # requests scored in one model call at most
+DRAIN = 256  # requests scored in one model call at most (larger groups run out of cache: slower per row)
 # after the first request of a quiet spell, the thread waits this long for more: one wake-up, model
 # call and write per group of requests instead of per request (the worker's CPU serves meanwhile)
-GATHER_SECONDS = 0.05
+GATHER_SECONDS = 0.25
 
 
 class Shadow:
@@ -47,10 +48,14 @@ class Shadow:
         self.metrics = None  # monitoring.metrics.ServiceMetrics, set by create_app
         self.model: serving.ServedModel | None = None
         self.rows = self.failures = self.skipped = 0
-        self.last_error: str | None = None
-        self._queue: queue.Queue = queue.Queue(QUEUE_LIMIT)
-        self._idle = threading.Condition()
-        self._pending = 0
+        self.cpu_seconds = 0.0
+        self.last_error: str | None = None  # of scoring
+        self.load_error: str | None = None  # of the last registry read or load, until one succeeds
+        self._waiting: collections.deque = collections.deque()  # append/popleft: atomic, no lock
+        self._asleep = False  # the thread waits for work: the next hand-over wakes it
+        self._wake = threading.Event()
+        self._busy = False  # the thread holds requests it took off the deque
+        self._idle = threading.Condition()  # notified after each group of requests (drain)
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
         self._refreshed = 0.0
@@ -70,13 +75,12 @@ class Shadow:
             return
         if self._thread is None:
             self.start()
-        with self._idle:
-            self._pending += 1
-        try:
-            self._queue.put_nowait(item)
-        except queue.Full:
+        if len(self._waiting) >= QUEUE_LIMIT:
             self.skipped += 1
-            self._done()
+            return
+        self._waiting.append(item)
+        if self._asleep:
+            self._wake.set()
 
     # -- the shadow thread ---------------------------------------------------------------------
     def start(self) -> None:
@@ -86,28 +90,42 @@ class Shadow:
                 self._thread.start()
 
     def _run(self) -> None:
+        cpu_mark = time.thread_time()
         while True:
-            try:
-                waiting = [self._queue.get(timeout=self.poll_seconds or 1.0)]
-            except queue.Empty:
-                waiting = []
-            if waiting and self._queue.qsize() < DRAIN:
+            self._sleep_until_work()
+            if self._waiting and len(self._waiting) < DRAIN:
                 time.sleep(GATHER_SECONDS)
-            while waiting and len(waiting) < DRAIN:  # what queued meanwhile goes in the same call
-                try:
-                    waiting.append(self._queue.get_nowait())
-                except queue.Empty:
-                    break
+            self._busy = True
+            waiting = [self._waiting.popleft() for _ in range(min(len(self._waiting), DRAIN))]
             if time.monotonic() - self._refreshed >= self.poll_seconds:
                 self.refresh()
-            if waiting:
-                rows = [item for item in waiting if item[3] is not None]
-                if rows:
-                    self._score(rows)
-                for request_id, served_version, logged, _ in (i for i in waiting if i[3] is None):
-                    self._score_batch(request_id, served_version, logged)
-                for _ in waiting:
-                    self._done()
+            rows = [item for item in waiting if item[3] is not None]
+            if rows:
+                self._score(rows)
+            for request_id, served_version, logged, _ in (i for i in waiting if i[3] is None):
+                self._score_batch(request_id, served_version, logged)
+            cpu_mark = self._count_cpu(cpu_mark)
+            with self._idle:
+                self._busy = False
+                self._idle.notify_all()
+
+    def _sleep_until_work(self) -> None:
+        """Until a hand-over wakes the thread, or the challenger is due to be looked up again."""
+        if self._waiting:
+            return
+        self._asleep = True  # set before the check: a hand-over after it sees it and wakes us
+        if not self._waiting:
+            due = self._refreshed + (self.poll_seconds or 1.0) - time.monotonic()
+            self._wake.wait(max(due, 0.0))
+        self._asleep = False
+        self._wake.clear()
+
+    def _count_cpu(self, mark: float) -> float:
+        now = time.thread_time()
+        self.cpu_seconds += now - mark
+        if self.metrics is not None:
+            self.metrics.shadow_cpu.inc(now - mark)
+        return now
 
     def _score(self, waiting: list[tuple]) -> None:
         """The queued requests scored together (one model call, one log write)."""
@@ -121,14 +139,8 @@ class Shadow:
             rows = sum(item[3] for item in waiting)
             proba, path = model.predict_proba(columns, rows)
             values = {**{n: columns[n].tolist() for n in names},
-                      **{n: v.tolist() for n, v in model.outputs(proba).items()}}
-            logged, start = [], 0
-            for request_id, _, _, count in waiting:
-                logged.append((request_id, model.version, path,
-                               [{**{n: v[i] for n, v in values.items()}, "shadow": True}
-                                for i in range(start, start + count)]))
-                start += count
-            self.log.append_requests(logged)
+                      **{n: v.tolist() for n, v in model.outputs(proba).items()}, "shadow": [True] * rows}
+            self.log.append_columns([(item[0], item[3]) for item in waiting], model.version, path, values)
         except Exception as error:  # the challenger is under test: its faults are reported, not raised
             self._failed(model, len(waiting), error)
             return
@@ -173,26 +185,30 @@ class Shadow:
         if self.metrics is not None:
             self.metrics.shadow_rows.labels(model_version=model.version).inc(rows)
 
-    def _done(self) -> None:
-        with self._idle:
-            self._pending -= 1
-            self._idle.notify_all()
-
     def refresh(self) -> None:
-        """Follow the `challenger` alias (None when there is none)."""
+        """Follow the `challenger` alias (None when there is none). Once it names another version,
+        the one loaded before shadows no more, also while the new one cannot be loaded."""
         self._refreshed = time.monotonic()
         try:
             found = registry.challenger(self.name)
-            version = None if found is None else str(found.version)
-            if version is None:
-                self.model = None
-            elif (self.model is None or self.model.version != version) and self._may_load(version):
-                self.model = serving.load(self.name, version, self.schema, self.onnx_max_rows)
-                self._load_tried = None
-                log.info("shadowing live traffic with %s version %s", self.name, version)
         except Exception as error:  # keep the challenger we have; the served answers do not depend on it
-            self.last_error = f"could not load the challenger: {str(error)[:200]}"
+            self.load_error = f"could not read the challenger: {str(error)[:200]}"
             log.warning("challenger refresh failed: %s", type(error).__name__)
+            return
+        version = None if found is None else str(found.version)
+        if self.model is not None and self.model.version != version:
+            self.model = None
+        if version is None:
+            self.load_error = None
+        elif self.model is None and self._may_load(version):
+            try:
+                self.model = serving.load(self.name, version, self.schema, self.onnx_max_rows)
+            except Exception as error:  # its requests are not shadowed; tried again after a while
+                self.load_error = f"could not load the challenger: {str(error)[:200]}"
+                log.warning("challenger version %s failed to load: %s", version, type(error).__name__)
+                return
+            self._load_tried = self.load_error = None
+            log.info("shadowing live traffic with %s version %s", self.name, version)
 
     def _may_load(self, version: str) -> bool:
         """A version whose load failed is tried again after RETRY_FAILED_LOAD_SECONDS, not at every
@@ -207,11 +223,12 @@ class Shadow:
     def drain(self, timeout: float = 30.0) -> bool:
         """Until every submitted request is shadowed (tests, and a clean shutdown)."""
         with self._idle:
-            return self._idle.wait_for(lambda: self._pending == 0, timeout)
+            return self._idle.wait_for(lambda: not self._waiting and not self._busy, timeout)
 
     def status(self) -> dict:
         model = self.model
         return {"enabled": self.enabled, "challenger_version": model.version if model else None,
                 "rows_scored": self.rows, "failures": self.failures, "skipped": self.skipped,
+                "cpu_seconds": round(self.cpu_seconds, 3),
                 "max_batch_rows": self.max_batch_rows,
-                "last_error": self.last_error}
+                "last_error": self.load_error or self.last_error}

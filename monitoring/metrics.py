@@ -21,6 +21,7 @@ class ServiceMetrics:
     prediction_latency: Histogram
     shadow_rows: Counter
     shadow_failures: Counter
+    shadow_cpu: Counter
 
     def observe(self, version: str, served_by: str, labels, seconds: float) -> None:
         self.prediction_latency.labels(served_by=served_by).observe(seconds)
@@ -54,4 +55,6 @@ def build(registry: CollectorRegistry | None = None) -> ServiceMetrics:
                             ["model_version"], registry=registry),
         shadow_failures=Counter("opcon_shadow_failures", "Requests the challenger failed to score "
                                 "(the served answer is unaffected)", registry=registry),
+        shadow_cpu=Counter("opcon_shadow_cpu_seconds", "CPU time of the thread that scores live "
+                           "requests with the challenger and logs them", registry=registry),
     )

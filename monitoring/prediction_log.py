@@ -90,6 +90,24 @@ class PredictionLog:
             if self.index is not None:
                 self.index.record_segment(requests[0][0], len(requests[0][3]), path, start, self._written)
 
+    def append_columns(self, requests: list[tuple[str, int]], model_version: str, served_by: str,
+                       columns: dict[str, list]) -> None:
+        """Log the rows of several requests, given column-wise (`requests`: each request's id and
+        row count, in the order of the rows), in one write; a log without a request index only."""
+        if self.index is not None:
+            raise ValueError("an indexed log takes one request a write")
+        ids = [request_id for request_id, count in requests for _ in range(count)]
+        numbers = [i for _, count in requests for i in range(count)]
+        constant = {"ts": time.time(), "model_version": model_version, "served_by": served_by}
+        keys = ["request_id", "row", *constant, *columns]
+        values = [ids, numbers, *([value] * len(ids) for value in constant.values()), *columns.values()]
+        data = b"\n".join(orjson.dumps(dict(zip(keys, row, strict=True)))
+                          for row in zip(*values, strict=True)) + b"\n"
+        with self._lock:
+            fd, _ = self._segment()
+            os.write(fd, data)
+            self._written += len(data)
+
     def append_frame(self, request_id: str, model_version: str, served_by: str,
                      frame: pd.DataFrame) -> None:
         """Log a batch as one Parquet file, renamed into place once complete."""

@@ -65,6 +65,20 @@ def test_last_rows_and_time_ranges_read_only_what_they_need(log):
     assert log.read(["x"], since=time.time() + 60).empty
 
 
+def test_requests_given_column_wise_read_back_as_if_appended_one_by_one(tmp_path):
+    """The shadow log's write: several requests' rows in one call, numbered per request."""
+    shadow = PredictionLog(tmp_path / "shadow", indexed=False)
+    shadow.append_columns([("a", 2), ("b", 1)], "2", "onnx",
+                          {"x": [0.1, 0.2, 0.3], "label": [1, 0, 1], "shadow": [True] * 3})
+    frame = shadow.read(["request_id", "row", "model_version", "served_by", "x", "label", "shadow"])
+    assert frame[["request_id", "row", "x", "label"]].to_dict(orient="list") == {
+        "request_id": ["a", "a", "b"], "row": [0, 1, 0], "x": [0.1, 0.2, 0.3], "label": [1, 0, 1]}
+    assert set(frame["model_version"]) == {"2"} and set(frame["served_by"]) == {"onnx"}
+    assert frame["shadow"].all()
+    with pytest.raises(ValueError, match="one request a write"):
+        PredictionLog(tmp_path / "served").append_columns([("a", 1)], "1", "onnx", {"x": [1.0]})
+
+
 def test_a_column_a_file_lacks_reads_as_missing(log):
     log.append("a", "1", "onnx", [{"x": 1.0, "threshold": 0.3}])
     log.append_frame("b", "1", "sklearn", pd.DataFrame({"x": [2.0]}))

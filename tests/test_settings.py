@@ -259,8 +259,8 @@ def test_the_threads_an_app_starts_read_its_store_whatever_the_environment_says(
     with app.test_request_context("/health"):
         app.preprocess_request()
         shadow.start()  # as the first shadowed request does
-    wait_until(lambda: shadow.last_error is not None, 60, "the shadow scorer's first registry read")
-    assert "could not load the challenger" in shadow.last_error  # found it: version 1 has no model
+    wait_until(lambda: shadow.load_error is not None, 60, "the shadow scorer's first registry read")
+    assert "could not load the challenger" in shadow.load_error  # found it: version 1 has no model
     assert not (elsewhere / "mlflow").exists()
     tried = []
     monkeypatch.setattr(serving, "load", lambda *args, **kwargs: tried.append(args[1]))

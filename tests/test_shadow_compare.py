@@ -4,11 +4,15 @@ responses stay the champion's, and GET /models/compare reads both logs and the f
 from __future__ import annotations
 
 import io
+import re
 
 import pandas as pd
 import pytest
 
-from control_api import create_app
+from control_api import create_app, serving
+from control_api import shadow as shadow_module
+from ml import config, registry
+from ml.config import MLSettings
 from ml.generate import generate
 from monitoring.prediction_log import PredictionLog
 from tests.e2e.servers import api_for_console, console_page
@@ -64,9 +68,10 @@ def test_shadow_rows_are_logged_under_the_challengers_version_and_never_served(p
     assert set(shadow["request_id"]) == {a["request_id"] for a in answers}
     served = services.predictions.read(["model_version"])
     assert set(served["model_version"]) == {"1"}  # what drift and quality read holds no shadow row
-    assert services.shadow.status() == {"enabled": True, "challenger_version": "2", "rows_scored": 80,
-                                        "failures": 0, "skipped": 0, "max_batch_rows": 100_000,
-                                        "last_error": None}
+    status = services.shadow.status()
+    assert status.pop("cpu_seconds") > 0  # the scorer thread's own CPU, what shadowing costs
+    assert status == {"enabled": True, "challenger_version": "2", "rows_scored": 80, "failures": 0,
+                      "skipped": 0, "max_batch_rows": 100_000, "last_error": None}
 
 
 def test_compare_counts_match_the_logs_and_judges_on_the_labelled_rows(project, traffic):
@@ -124,6 +129,39 @@ def test_a_failing_challenger_never_fails_a_request(project, traffic):
     assert shadow.drain()
     assert shadow.status()["failures"] == 2 and "challenger is broken" in shadow.status()["last_error"]
     assert "opcon_shadow_failures_total 2.0" in client.get("/metrics").get_data(as_text=True)
+
+
+def test_once_the_alias_moves_the_old_challenger_shadows_no_more_even_if_the_new_fails_to_load(
+        project, traffic, monkeypatch):
+    client = app_for(project)
+    shadow = client.app.extensions["opcon"].shadow
+    record = generate(1, 7)[project.params.schema.feature_names].to_dict(orient="records")[0]
+    assert client.post("/api/v1/predict", json={"records": [record]}).status_code == 200  # 1 loaded
+    assert shadow.drain() and shadow.model.version == "2"
+    name, bound = project.params.registry.model_name, MLSettings.load(state_dir=project.state,
+                                                                       project_dir=project.path)
+    loading = serving.load
+
+    def unreadable(*args, **kwargs):
+        raise OSError("artifacts unreadable")
+
+    monkeypatch.setattr(serving, "load", unreadable)
+    with config.bound(bound):
+        registry.client().set_registered_model_alias(name, registry.CHALLENGER, "1")
+    try:
+        shadow.refresh()
+        assert shadow.model is None and "artifacts unreadable" in shadow.status()["last_error"]
+        before = len(shadow.log.read(["request_id"]))
+        assert client.post("/api/v1/predict", json={"records": [record]}).status_code == 200
+        assert shadow.drain() and len(shadow.log.read(["request_id"])) == before  # not under "2"
+
+        monkeypatch.setattr(serving, "load", loading)
+        monkeypatch.setattr(shadow_module, "RETRY_FAILED_LOAD_SECONDS", 0.0)
+        shadow.refresh()
+        assert shadow.model.version == "1" and shadow.status()["last_error"] is None
+    finally:
+        with config.bound(bound):
+            registry.client().set_registered_model_alias(name, registry.CHALLENGER, "2")
 
 
 def test_shadowing_can_be_switched_off(project, traffic):
@@ -190,6 +228,8 @@ def test_live_workers_shadow_every_request_and_compare_counts_them(project, live
     assert body["compared_rows"] == before + 60 and body["shadow"]["challenger_version"] == "2"
     metrics = live.get("/metrics").text
     assert 'opcon_shadow_rows_total{model_version="2"}' in metrics
+    cpu = re.search(r"^opcon_shadow_cpu_seconds_total (\S+)$", metrics, re.MULTILINE)
+    assert cpu and float(cpu.group(1)) > 0  # summed over the workers
 
 
 def test_the_compare_page_gives_the_verdict_first_then_the_evidence(live):
